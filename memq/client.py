@@ -1,0 +1,143 @@
+"""The Python client: what the CLI does, as a library.
+
+    with Client.connect() as memq:
+        agent = memq.create_agent("ada", persona="...", human="...")
+        run = memq.send(agent.id, "hello", wait=True, timeout_s=60)
+        print(run.status, run.replies)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from memq.constants import RunStatus
+from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
+from memq.settings import Settings
+from memq.views import AgentView, BlockView, MessageView, RunView
+from storage import repository as repo
+from workers.runtime import Runtime
+
+
+class Client:
+    """Talks to memq's database and rings workers; one per process is plenty."""
+
+    def __init__(self, rt: Runtime, doorbell: Any) -> None:
+        self.rt = rt
+        self.doorbell = doorbell
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None, *, in_process_worker: bool | None = None) -> "Client":
+        """Build a client. Embedded (no broker) runs steps on threads of this process."""
+        settings = settings or Settings()
+        rt = Runtime.build(settings)
+        if settings.embedded if in_process_worker is None else in_process_worker:
+            from workers.doorbell import LocalDoorbell
+
+            doorbell: Any = LocalDoorbell(rt)
+        else:
+            from workers.celery_app import create_celery_app
+            from workers.doorbell import CeleryDoorbell
+
+            doorbell = CeleryDoorbell(create_celery_app(settings))
+        return cls(rt, doorbell)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        close = getattr(self.doorbell, "close", None)
+        if close:
+            close()
+        self.rt.close()
+
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+    def create_agent(
+        self,
+        name: str,
+        *,
+        persona: str | None = None,
+        human: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+    ) -> AgentView:
+        blocks = {"persona": persona or DEFAULT_PERSONA, "human": human or DEFAULT_HUMAN}
+        with self.rt.db.transaction() as s:
+            agent = repo.create_agent(
+                s,
+                name=name,
+                blocks=blocks,
+                limit_chars=self.settings.core_block_limit_chars,
+                model=model,
+                system_prompt=system_prompt,
+            )
+            return AgentView.of(agent, time.time())
+
+    def list_agents(self) -> list[AgentView]:
+        with self.rt.db.transaction() as s:
+            now = time.time()
+            return [AgentView.of(a, now) for a in repo.list_agents(s)]
+
+    def get_agent(self, agent_id: str) -> AgentView:
+        with self.rt.db.transaction() as s:
+            return AgentView.of(repo.get_agent(s, agent_id), time.time())
+
+    def delete_agent(self, agent_id: str) -> None:
+        with self.rt.db.transaction() as s:
+            repo.delete_agent(s, agent_id)
+
+    def send(
+        self,
+        agent_id: str,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 120.0,
+    ) -> RunView:
+        """Queue a message (committed before the doorbell rings); optionally wait for its run."""
+        with self.rt.db.transaction() as s:
+            agent = repo.get_agent(s, agent_id)
+            run, created = repo.enqueue_message(
+                s,
+                agent_id,
+                text,
+                max_chars=self.settings.max_message_chars,
+                idempotency_key=idempotency_key,
+            )
+            queue = agent.queue
+            view = RunView.of(run)
+        if created:
+            self.doorbell.ring(agent_id, queue)
+        return self.wait(view.run_id, timeout_s) if wait else view
+
+    def get_run(self, run_id: str) -> RunView:
+        with self.rt.db.transaction() as s:
+            return RunView.of(repo.get_run(s, run_id))
+
+    def wait(self, run_id: str, timeout_s: float = 120.0) -> RunView:
+        """Poll until the run has finished or timeout_s passed; returns its latest state."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while True:
+            run = self.get_run(run_id)
+            if RunStatus(run.status).finished or time.monotonic() >= deadline:
+                return run
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.2)
+
+    def messages(self, agent_id: str, limit: int = 100) -> list[MessageView]:
+        with self.rt.db.transaction() as s:
+            repo.get_agent(s, agent_id)
+            return [MessageView.of(m) for m in repo.last_messages(s, agent_id, limit)]
+
+    def memory(self, agent_id: str) -> list[BlockView]:
+        with self.rt.db.transaction() as s:
+            repo.get_agent(s, agent_id)
+            return [BlockView.of(b) for b in repo.load_blocks(s, agent_id)]

@@ -1,0 +1,64 @@
+"""Names shared by every part of memq: queues, task names, Redis keys and states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    """Celery queues; bulk work never shares a queue with interactive agents."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+    SCHEDULE = "schedule"
+    INGEST = "ingest"
+
+
+ALL_QUEUES = tuple(q.value for q in Queue)
+
+STEP_TASK = "memq.step"
+RECONCILE_TASK = "memq.reconcile"
+
+
+class RunStatus(StrEnum):
+    """Life of one inbound message (or batch item / scheduled fire)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CHAIN_CAPPED = "chain_capped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CHAIN_CAPPED)
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class EventType(StrEnum):
+    """The `type` field of the JSON events packed into user-role messages."""
+
+    USER_MESSAGE = "user_message"
+    HEARTBEAT = "heartbeat"
+    SYSTEM_ALERT = "system_alert"
+
+
+class StepOutcome(StrEnum):
+    """What a step's journal row records about how the step ended."""
+
+    TOOL_OK = "tool_ok"
+    TOOL_FAILED = "tool_failed"
+    NO_TOOL = "no_tool"
+    LLM_FAILED = "llm_failed"
+    GAVE_UP = "gave_up"
+
+
+class ToolStatus(StrEnum):
+    OK = "OK"
+    FAILED = "Failed"

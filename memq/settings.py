@@ -1,0 +1,60 @@
+"""Settings (env prefix ``MEMQ_``). With nothing set, memq runs embedded under ``./.memq/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob memq reads. Names follow DESIGN §4; extra ones carry their unit."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMQ_", extra="ignore")
+
+    home: Path = Path(".memq")
+    database_url: str | None = None
+    broker_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_path: str | None = None
+
+    llm_model: str | None = None
+    llm_api_base: str | None = None
+    llm_api_key: str | None = Field(default=None, repr=False)
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 3
+    llm_backoff_s: float = 1.0
+    llm_backoff_max_s: float = 30.0
+    llm_max_tokens: int = 1024
+
+    embedding_model: str | None = None
+    embedding_api_base: str | None = None
+    embedding_api_key: str | None = Field(default=None, repr=False)
+    embedding_dim: int = 384
+
+    context_window: int | None = None
+    max_chain: int = 20
+    max_message_chars: int = 20_000
+    core_block_limit_chars: int = 2_000
+
+    lease_s: float = 15.0
+    step_max_attempts: int = 5
+    worker_concurrency: int = 200
+    reconcile_every_s: float = 5.0
+    reconcile_idle_s: float = 3.0
+    reconcile_rering_s: float = 30.0
+
+    flower_user: str | None = None
+    flower_password: str | None = Field(default=None, repr=False)
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured: steps run on an in-process worker."""
+        return not self.broker_url
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'memq.db').resolve()}"

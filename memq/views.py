@@ -1,0 +1,94 @@
+"""What memq shows of its state: JSON-ready pydantic models (the --json contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from storage.models import Agent, MemoryBlock, Message, Run
+from storage.repository.messages import iso_utc
+
+
+class BlockView(BaseModel):
+    label: str
+    value: str
+    limit: int
+
+    @classmethod
+    def of(cls, b: MemoryBlock) -> "BlockView":
+        return cls(label=b.label, value=b.value, limit=b.limit_chars)
+
+
+class AgentView(BaseModel):
+    id: str
+    name: str
+    model: str | None
+    created_at: str
+    queue: str
+    messages: int
+    busy: bool
+    active_run_id: str | None
+
+    @classmethod
+    def of(cls, a: Agent, now_s: float) -> "AgentView":
+        return cls(
+            id=a.id,
+            name=a.name,
+            model=a.model,
+            created_at=iso_utc(a.created_at),
+            queue=a.queue,
+            messages=a.message_count,
+            busy=a.lease_until_s > now_s,
+            active_run_id=a.active_run_id,
+        )
+
+
+class RunView(BaseModel):
+    run_id: str
+    agent_id: str
+    status: str
+    replies: list[str]
+    steps: int
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created_at: str
+    finished_at: str | None = None
+
+    @classmethod
+    def of(cls, r: Run) -> "RunView":
+        return cls(
+            run_id=r.id,
+            agent_id=r.agent_id,
+            status=r.status,
+            replies=list(r.replies or []),
+            steps=r.steps,
+            error=r.error,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            created_at=iso_utc(r.created_at),
+            finished_at=iso_utc(r.finished_at) if r.finished_at else None,
+        )
+
+
+class MessageView(BaseModel):
+    id: int
+    role: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None = None
+    run_id: str | None = None
+    created_at: str
+
+    @classmethod
+    def of(cls, m: Message) -> "MessageView":
+        return cls(
+            id=m.id,
+            role=m.role,
+            content=m.content,
+            tool_calls=m.tool_calls,
+            tool_call_id=m.tool_call_id,
+            run_id=m.run_id,
+            created_at=iso_utc(m.created_at),
+        )

@@ -1,0 +1,1 @@
+"""Time-driven parts: the reconciler (and, later, schedules fired by `memq beat`)."""

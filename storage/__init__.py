@@ -1,0 +1,1 @@
+"""Durable state: SQLAlchemy models, the repository API and migrations."""

@@ -1,0 +1,62 @@
+"""The repository: every read and write of memq state, each taking an explicit session.
+
+Callers own the transaction (``with db.transaction() as s: ...``), so a step's
+writes land together or not at all.
+"""
+
+from storage.repository.agents import (
+    AgentNotFound,
+    BlockLimitExceeded,
+    create_agent,
+    delete_agent,
+    get_agent,
+    list_agents,
+    load_blocks,
+    save_block_values,
+)
+from storage.repository.inbox import (
+    MessageTooLong,
+    agents_with_pending_work,
+    claim_agents_to_ring,
+    enqueue_message,
+    get_run,
+    has_pending_work,
+    next_inbox_item,
+)
+from storage.repository.lease import (
+    Lease,
+    StaleLease,
+    acquire_lease,
+    advance_step_counter,
+    release_lease,
+    renew_leases,
+)
+from storage.repository.messages import context_messages, last_messages
+from storage.repository.errors import NotFound
+
+__all__ = [
+    "AgentNotFound",
+    "BlockLimitExceeded",
+    "Lease",
+    "MessageTooLong",
+    "NotFound",
+    "StaleLease",
+    "acquire_lease",
+    "advance_step_counter",
+    "agents_with_pending_work",
+    "claim_agents_to_ring",
+    "context_messages",
+    "create_agent",
+    "delete_agent",
+    "enqueue_message",
+    "get_agent",
+    "get_run",
+    "has_pending_work",
+    "last_messages",
+    "list_agents",
+    "load_blocks",
+    "next_inbox_item",
+    "release_lease",
+    "renew_leases",
+    "save_block_values",
+]

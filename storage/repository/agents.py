@@ -1,0 +1,116 @@
+"""Agents and their core-memory blocks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Agent, MemoryBlock
+from storage.repository.errors import BadInput, NotFound
+
+
+class AgentNotFound(NotFound):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"unknown agent: {agent_id}")
+        self.agent_id = agent_id
+
+
+class BlockLimitExceeded(BadInput):
+    def __init__(self, label: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"core memory block '{label}' would hold {size} characters; its limit is {limit}"
+        )
+
+
+def create_agent(
+    session: Session,
+    *,
+    name: str,
+    blocks: Mapping[str, str],
+    limit_chars: int,
+    model: str | None = None,
+    system_prompt: str | None = None,
+    queue: str = "interactive",
+) -> Agent:
+    """Create an agent with its core-memory blocks (label -> initial text)."""
+    if not name.strip():
+        raise BadInput("agent name must not be empty")
+    for label, value in blocks.items():
+        if len(value) > limit_chars:
+            raise BlockLimitExceeded(label, len(value), limit_chars)
+    agent = Agent(
+        id=str(uuid.uuid4()),
+        name=name,
+        model=model,
+        system_prompt=system_prompt,
+        queue=queue,
+        lease_token=0,
+        lease_until_s=0.0,
+        step_counter=0,
+        context_start_id=0,
+        summary="",
+        message_count=0,
+    )
+    session.add(agent)
+    session.flush()
+    for position, (label, value) in enumerate(blocks.items()):
+        session.add(
+            MemoryBlock(
+                agent_id=agent.id, label=label, value=value, limit_chars=limit_chars, position=position
+            )
+        )
+    session.flush()
+    return agent
+
+
+def get_agent(session: Session, agent_id: str, *, for_update: bool = False) -> Agent:
+    stmt = select(Agent).where(Agent.id == agent_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    agent = session.scalars(stmt).one_or_none()
+    if agent is None:
+        raise AgentNotFound(agent_id)
+    return agent
+
+
+def list_agents(session: Session) -> list[Agent]:
+    return list(session.scalars(select(Agent).order_by(Agent.created_at, Agent.id)))
+
+
+def delete_agent(session: Session, agent_id: str) -> None:
+    get_agent(session, agent_id)
+    # Explicit deletes keep SQLite correct even where foreign keys are off.
+    from storage.models import InboxItem, Message, Run, StepRecord
+
+    for model in (InboxItem, StepRecord, Message, Run, MemoryBlock):
+        session.execute(delete(model).where(model.agent_id == agent_id))
+    session.execute(delete(Agent).where(Agent.id == agent_id))
+
+
+def load_blocks(session: Session, agent_id: str) -> list[MemoryBlock]:
+    stmt = (
+        select(MemoryBlock)
+        .where(MemoryBlock.agent_id == agent_id)
+        .order_by(MemoryBlock.position, MemoryBlock.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def save_block_values(session: Session, agent_id: str, values: Mapping[str, str]) -> None:
+    """Write new block values; the limit is checked here too, whoever calls."""
+    if not values:
+        return
+    limits = {b.label: b.limit_chars for b in load_blocks(session, agent_id)}
+    for label, value in values.items():
+        if label not in limits:
+            raise NotFound(f"agent {agent_id} has no core memory block '{label}'")
+        if len(value) > limits[label]:
+            raise BlockLimitExceeded(label, len(value), limits[label])
+        session.execute(
+            update(MemoryBlock)
+            .where(MemoryBlock.agent_id == agent_id, MemoryBlock.label == label)
+            .values(value=value)
+        )

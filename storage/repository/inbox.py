@@ -1,0 +1,153 @@
+"""Runs and the inbox: how inbound messages wait for their agent, in arrival order."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from memq.constants import EventType, RunStatus
+from storage.models import Agent, InboxItem, Run, utcnow
+from storage.repository.agents import get_agent
+from storage.repository.errors import BadInput, NotFound
+from storage.repository.messages import iso_utc
+
+
+class MessageTooLong(BadInput):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message has {size} characters; the limit is {limit}")
+
+
+def enqueue_message(
+    session: Session,
+    agent_id: str,
+    text: str,
+    *,
+    max_chars: int,
+    idempotency_key: str | None = None,
+    event_type: EventType = EventType.USER_MESSAGE,
+) -> tuple[Run, bool]:
+    """Store a run and its inbox event. Returns (run, created).
+
+    A repeated idempotency key returns the existing run and writes nothing.
+    """
+    if not text.strip():
+        raise BadInput("message must not be empty")
+    if len(text) > max_chars:
+        raise MessageTooLong(len(text), max_chars)
+    # The agent's row lock orders concurrent sends: ids are handed out and
+    # committed in the same order, so a step never sees a later message first.
+    get_agent(session, agent_id, for_update=True)
+    if idempotency_key is not None:
+        existing = session.scalars(
+            select(Run).where(Run.agent_id == agent_id, Run.idempotency_key == idempotency_key)
+        ).one_or_none()
+        if existing is not None:
+            return existing, False
+    now = utcnow()
+    run = Run(
+        id=str(uuid.uuid4()),
+        agent_id=agent_id,
+        status=RunStatus.QUEUED.value,
+        steps=0,
+        replies=[],
+        idempotency_key=idempotency_key,
+        prompt_tokens=0,
+        completion_tokens=0,
+        created_at=now,
+    )
+    event = {"type": event_type.value, "message": text, "time": iso_utc(now)}
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+            session.add(InboxItem(agent_id=agent_id, run_id=run.id, event=event, created_at=now))
+            session.flush()
+    except IntegrityError:
+        # Two sends with one key raced: the other one's run stands.
+        if idempotency_key is None:
+            raise
+        existing = session.scalars(
+            select(Run).where(Run.agent_id == agent_id, Run.idempotency_key == idempotency_key)
+        ).one()
+        return existing, False
+    return run, True
+
+
+def get_run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"unknown run: {run_id}")
+    return run
+
+
+def next_inbox_item(session: Session, agent_id: str) -> InboxItem | None:
+    """The oldest unconsumed inbox event of the agent."""
+    stmt = (
+        select(InboxItem)
+        .where(InboxItem.agent_id == agent_id, InboxItem.consumed_at.is_(None))
+        .order_by(InboxItem.id)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def _pending_inbox(agent_id_col):
+    return exists().where(InboxItem.agent_id == agent_id_col, InboxItem.consumed_at.is_(None))
+
+
+def has_pending_work(session: Session, agent_id: str) -> bool:
+    """A turn in progress or an unconsumed inbox event."""
+    stmt = select(Agent.id).where(
+        Agent.id == agent_id,
+        or_(Agent.active_run_id.is_not(None), _pending_inbox(Agent.id)),
+    )
+    return session.execute(stmt).first() is not None
+
+
+def _has_work(now_s: float, idle_s: float):
+    """Pending work that has waited idle_s with nobody holding the agent."""
+    waited_since = datetime.fromtimestamp(now_s - idle_s, timezone.utc)
+    old_inbox = exists().where(
+        InboxItem.agent_id == Agent.id,
+        InboxItem.consumed_at.is_(None),
+        InboxItem.created_at < waited_since,
+    )
+    return (
+        Agent.lease_until_s < now_s - idle_s,
+        or_(Agent.active_run_id.is_not(None), old_inbox),
+    )
+
+
+def agents_with_pending_work(
+    session: Session, *, now_s: float, idle_s: float = 0.0, limit: int = 10_000
+) -> list[tuple[str, str]]:
+    """(agent_id, queue) of agents whose work has waited idle_s with no live lease."""
+    stmt = select(Agent.id, Agent.queue).where(*_has_work(now_s, idle_s)).limit(limit)
+    return [(row[0], row[1]) for row in session.execute(stmt)]
+
+
+def claim_agents_to_ring(
+    session: Session, *, now_s: float, idle_s: float, rering_s: float, limit: int = 10_000
+) -> list[tuple[str, str]]:
+    """Like agents_with_pending_work, but each agent is claimed at most once per rering_s.
+
+    One UPDATE ... RETURNING marks the agents, so reconcilers running in several
+    processes never ring the same agent twice within the interval.
+    """
+    candidates = (
+        select(Agent.id)
+        .where(*_has_work(now_s, idle_s), Agent.rung_at_s < now_s - rering_s)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        update(Agent)
+        .where(Agent.id.in_(candidates), Agent.rung_at_s < now_s - rering_s)
+        .values(rung_at_s=now_s)
+        .returning(Agent.id, Agent.queue)
+    )
+    return [(row[0], row[1]) for row in rows]

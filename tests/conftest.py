@@ -1,0 +1,153 @@
+"""Shared fixtures: a fresh Postgres database, a Redis db, the scripted LLM and a real worker.
+
+Nothing here is mocked: the worker is a separate `memq worker` process consuming
+from Redis, the step talks to Postgres and calls the scripted LLM through litellm.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scripted_llm import ScriptedLLM  # noqa: E402
+
+PG_SERVER = os.environ.get("MEMQ_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/postgres")
+REDIS_SERVER = os.environ.get("MEMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+# Settings every worker of the suite runs with: short timeouts and backoff keep
+# the fault tests quick; the chain cap is low so hitting it is cheap.
+WORKER_SETTINGS = {
+    "MEMQ_LLM_MODEL": "openai/scripted",
+    "MEMQ_LLM_API_KEY": "test-key-not-secret",
+    "MEMQ_LLM_TIMEOUT_S": "1.0",
+    "MEMQ_LLM_MAX_RETRIES": "2",
+    "MEMQ_LLM_BACKOFF_S": "0.05",
+    "MEMQ_MAX_CHAIN": "6",
+    "MEMQ_LEASE_S": "10",
+    "MEMQ_MAX_MESSAGE_CHARS": "5000",
+}
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    name = f"memq_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_SERVER.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    from storage.db import Database
+
+    db = Database(url)
+    db.upgrade()
+    db.dispose()
+    yield url
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis database index of its own, emptied first (queues have fixed names)."""
+    index = 1 + secrets.randbelow(15)
+    url = f"{REDIS_SERVER}/{index}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[ScriptedLLM]:
+    server = ScriptedLLM().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memq_env(pg_url: str, redis_url: str, llm: ScriptedLLM, tmp_path_factory) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMQ_")}
+    env.update(WORKER_SETTINGS)
+    env.update(
+        {
+            "MEMQ_DATABASE_URL": pg_url,
+            "MEMQ_BROKER_URL": redis_url,
+            "MEMQ_LLM_API_BASE": llm.url,
+            "MEMQ_HOME": str(tmp_path_factory.mktemp("memq-home")),
+        }
+    )
+    return env
+
+
+class WorkerProcess:
+    """A `memq worker` subprocess in its own process group (so kill -9 takes it all)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        cmd = [sys.executable, "-m", "memq.cli.main", "worker", "--loglevel", "INFO", *args]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            if b" ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(memq_env: dict[str, str], tmp_path_factory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = WorkerProcess(memq_env, log, "--concurrency", "50")
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(memq_env: dict[str, str]):
+    from memq.settings import Settings
+
+    return Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in memq_env.items() if k.startswith("MEMQ_")})
+
+
+@pytest.fixture(scope="session")
+def client(settings, worker):
+    """A client that rings the real worker through Redis."""
+    from memq.client import Client
+
+    c = Client.connect(settings)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def agent(client):
+    """A fresh agent; its id is the key the scripted LLM matches requests on."""
+    return client.create_agent(f"test-{uuid.uuid4().hex[:8]}", persona="A terse test agent.", human="Unknown.")

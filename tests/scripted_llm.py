@@ -1,0 +1,332 @@
+"""Scripted OpenAI-compatible HTTP server used by tests and benchmarks.
+
+Stands in for a real LLM provider. Standard library only, so it starts in
+milliseconds and handles hundreds of concurrent keep-alive connections.
+
+Requests are matched to a *key*: any scripted/defaulted key string that occurs
+in the content of the request's first message (tests use the agent id, which
+appears in the system prompt). Unmatched or unscripted requests get the default
+behaviour: a single ``send_message`` tool call echoing the last user message.
+
+Run standalone: ``python tests/scripted_llm.py --port P [--latency-ms N]``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+DEFAULT_DIM = 384
+
+
+def _text_of(content) -> str:
+    """Flatten OpenAI message content (str or list of parts) to a string."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def embed(text: str, dim: int = DEFAULT_DIM) -> list[float]:
+    """Deterministic hashed bag-of-words embedding, L2-normalised."""
+    vec = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        h = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        n = int.from_bytes(h, "big")
+        vec[n % dim] += 1.0 if (n >> 63) & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vec))
+    return [x / norm for x in vec] if norm else vec
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        """Stay quiet when a client gave up (e.g. timeout) before we answered."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+class ScriptedLLM:
+    """Scripted chat-completions / embeddings server. See module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0):
+        self.host, self.port, self.latency_ms = host, port, latency_ms
+        self._lock = threading.Lock()
+        self._scripts: dict[str, list[dict]] = {}
+        self._defaults: dict[str, dict] = {}
+        self._requests: list[tuple[str | None, dict]] = []
+        self._emb_requests: list[dict] = []
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "ScriptedLLM":
+        """Bind and serve in a background daemon thread."""
+        self._httpd = _Server((self.host, self.port), _make_handler(self))
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    # -- scripting ---------------------------------------------------------
+    def script(self, key: str, *responses: dict) -> None:
+        """Append scripted responses (FIFO) for conversations matching ``key``."""
+        with self._lock:
+            q = self._scripts.setdefault(key, [])
+            for r in responses:
+                r = dict(r)
+                r["_left"] = int(r.pop("repeat", 1))
+                q.append(r)
+
+    def set_default(self, key: str, response: dict | None) -> None:
+        """Response used for ``key`` whenever its script is empty (None clears)."""
+        with self._lock:
+            if response is None:
+                self._defaults.pop(key, None)
+            else:
+                self._defaults[key] = dict(response)
+
+    def requests(self, key: str | None = None) -> list[dict]:
+        """Recorded chat request bodies (all, or those matched to ``key``)."""
+        with self._lock:
+            return [b for k, b in self._requests if key is None or k == key]
+
+    def embedding_requests(self) -> list[dict]:
+        with self._lock:
+            return list(self._emb_requests)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self._defaults.clear()
+            self._requests.clear()
+            self._emb_requests.clear()
+
+    # -- request handling --------------------------------------------------
+    def _match(self, body: dict) -> str | None:
+        msgs = body.get("messages") or []
+        first = _text_of(msgs[0].get("content")) if msgs and isinstance(msgs[0], dict) else ""
+        for key in list(self._scripts) + list(self._defaults):
+            if key in first:
+                return key
+        return None
+
+    def _next_response(self, body: dict) -> dict | None:
+        """Record the request and pop the response to use (None = echo)."""
+        with self._lock:
+            key = self._match(body)
+            self._requests.append((key, body))
+            q = self._scripts.get(key) if key is not None else None
+            if q:
+                resp = q[0]
+                resp["_left"] -= 1
+                if resp["_left"] <= 0:
+                    q.pop(0)
+                return resp
+            return self._defaults.get(key) if key is not None else None
+
+    def _chat(self, body: dict) -> tuple[int, dict | bytes, dict]:
+        """Build (status, payload, headers) for a chat completions request."""
+        resp = self._next_response(body) or {}
+        if resp.get("sleep_s"):
+            time.sleep(float(resp["sleep_s"]))
+        if "status" in resp and int(resp["status"]) != 200:
+            status = int(resp["status"])
+            headers = {}
+            if resp.get("retry_after") is not None:
+                headers["Retry-After"] = str(resp["retry_after"])
+            etype = {429: "rate_limit_exceeded", 500: "server_error",
+                     503: "service_unavailable"}.get(status, "api_error")
+            return status, _error(resp.get("message", f"scripted error {status}"),
+                                  etype, status), headers
+        if resp.get("garbage"):
+            return 200, b"<html>this is not json {{{", {}
+        model = body.get("model", "scripted")
+        if resp.get("empty_choices"):
+            return 200, self._envelope(model, [], body, ""), {}
+        content = resp.get("content")
+        calls: list[dict] = []
+        if resp.get("tool_calls"):
+            calls = list(resp["tool_calls"])
+        elif resp.get("tool") and not (resp.get("echo") and resp["tool"] == "send_message"):
+            calls = [{"name": resp["tool"], "args": resp.get("args", {}),
+                      "raw_args": resp.get("raw_args")}]
+        elif "content" not in resp or resp.get("echo"):
+            calls = [{"name": "send_message", "args": {
+                "message": "echo: " + _last_user_message(body), "request_heartbeat": False}}]
+        tool_calls = [{
+            "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+            "function": {"name": c["name"],
+                         "arguments": c["raw_args"] if c.get("raw_args") is not None
+                         else json.dumps(c.get("args", {}))},
+        } for c in calls]
+        message = {"role": "assistant", "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        choice = {"index": 0, "message": message,
+                  "finish_reason": "tool_calls" if tool_calls else "stop"}
+        return 200, self._envelope(model, [choice], body, json.dumps(message)), {}
+
+    @staticmethod
+    def _envelope(model: str, choices: list, body: dict, completion: str) -> dict:
+        pt = len(json.dumps(body.get("messages", []))) // 4
+        ct = len(completion) // 4
+        return {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion",
+                "created": int(time.time()), "model": model, "choices": choices,
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct,
+                          "total_tokens": pt + ct}}
+
+    def _embeddings(self, body: dict) -> dict:
+        with self._lock:
+            self._emb_requests.append(body)
+        inputs = body.get("input", "")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        dim = int(body.get("dimensions") or DEFAULT_DIM)
+        data = [{"object": "embedding", "index": i, "embedding": embed(str(t), dim)}
+                for i, t in enumerate(inputs)]
+        toks = sum(len(str(t)) for t in inputs) // 4
+        return {"object": "list", "data": data, "model": body.get("model", "scripted"),
+                "usage": {"prompt_tokens": toks, "total_tokens": toks}}
+
+
+def _error(message: str, etype: str, status: int) -> dict:
+    """OpenAI-style error body."""
+    return {"error": {"message": message, "type": etype, "code": str(status), "param": None}}
+
+
+def _last_user_message(body: dict) -> str:
+    """`message` field of the JSON in the last user message, else its raw text."""
+    for m in reversed(body.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            raw = _text_of(m.get("content"))
+            try:
+                obj = json.loads(raw)
+            except (ValueError, TypeError):
+                return raw
+            if isinstance(obj, dict) and "message" in obj:
+                return str(obj["message"])
+            return raw
+    return ""
+
+
+ADMIN = {  # HTTP admin endpoints -> same state as the Python methods
+    "/_script": lambda llm, b: llm.script(b["key"], *b.get("responses", [])),
+    "/_default": lambda llm, b: llm.set_default(b["key"], b.get("response")),
+    "/_latency": lambda llm, b: setattr(llm, "latency_ms", int(b.get("latency_ms", 0))),
+    "/_reset": lambda llm, b: llm.reset(),
+}
+
+
+def _make_handler(llm: ScriptedLLM):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload, headers: dict | None = None, ctype=None):
+            if isinstance(payload, (bytes, str)):
+                data = payload.encode() if isinstance(payload, str) else payload
+                ctype = ctype or "text/plain"
+            else:
+                data, ctype = json.dumps(payload).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n) if n else b""
+            return json.loads(raw) if raw.strip() else {}
+
+        def _latency(self):
+            if llm.latency_ms:
+                time.sleep(llm.latency_ms / 1000.0)
+
+        def do_GET(self):
+            u = urlparse(self.path)
+            if u.path == "/health":
+                self._send(200, "ok")
+            elif u.path in ("/v1/models", "/models"):
+                self._send(200, {"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
+                    for m in ("scripted", "scripted-embedding")]})
+            elif u.path == "/_requests":
+                key = parse_qs(u.query).get("key", [None])[0]
+                self._send(200, llm.requests(key))
+            else:
+                self._send(404, _error("not found", "invalid_request_error", 404))
+
+        def do_POST(self):
+            path = urlparse(self.path).path
+            try:
+                body = self._body()
+            except ValueError:
+                return self._send(400, _error("invalid JSON body", "invalid_request_error", 400))
+            if path in ("/v1/chat/completions", "/chat/completions"):
+                self._latency()
+                self._send(*llm._chat(body))
+            elif path in ("/v1/embeddings", "/embeddings"):
+                self._latency()
+                self._send(200, llm._embeddings(body))
+            elif path in ADMIN:
+                ADMIN[path](llm, body)
+                self._send(200, {"ok": True})
+            else:
+                self._send(404, _error("not found", "invalid_request_error", 404))
+
+    return Handler
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency-ms", type=int, default=0)
+    a = ap.parse_args(argv)
+    llm = ScriptedLLM(a.host, a.port, a.latency_ms).start()
+    print(f"READY http://{llm.host}:{llm.port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        llm.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,75 @@
+"""The Celery app and its one task, the step. Tasks stay thin, like web views."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from memq.constants import ALL_QUEUES, STEP_TASK, Queue
+from memq.settings import Settings
+
+
+def visibility_timeout_s(settings: Settings) -> int:
+    """Longer than the longest step: every LLM attempt at full timeout plus backoff."""
+    attempts = settings.llm_max_retries + 1
+    worst = attempts * (settings.llm_timeout_s + settings.llm_backoff_max_s) + 60
+    return int(max(3600, worst))
+
+
+def create_celery_app(settings: Settings) -> Any:
+    from celery import Celery
+    from kombu import Queue as KombuQueue
+
+    app = Celery("memq", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=Queue.INTERACTIVE.value,
+        task_queues=[KombuQueue(q, routing_key=q) for q in ALL_QUEUES],
+        task_create_missing_queues=True,
+        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+class LazyRuntime:
+    """Builds the process's Runtime on first use, so a forked pool child builds its own."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+
+def register_step_task(app: Any, runtime: LazyRuntime) -> Any:
+    """Register ``memq.step(agent_id)``: answer one doorbell of one agent."""
+    from workers.doorbell import CeleryDoorbell, answer_doorbell
+
+    doorbell = CeleryDoorbell(app)
+
+    @app.task(name=STEP_TASK, bind=True, ignore_result=True)
+    def step(self: Any, agent_id: str) -> dict[str, Any]:
+        queue = (self.request.delivery_info or {}).get("routing_key") or Queue.INTERACTIVE.value
+        result = answer_doorbell(runtime.get(), doorbell, agent_id, queue)
+        return {"ran": result.ran, "reason": result.reason, "run_id": result.run_id}
+
+    return step

@@ -1,0 +1,69 @@
+"""Doorbells: how a step is asked for. Postgres holds the work; a ring only wakes a worker.
+
+CeleryDoorbell sends the step task to a broker queue. LocalDoorbell is the
+embedded mode's in-process worker: a thread pool running the same step.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from memq.constants import STEP_TASK
+from workers.runtime import Runtime
+from workers.step import StepResult, run_step
+
+log = logging.getLogger("memq.doorbell")
+
+
+class Doorbell(Protocol):
+    def ring(self, agent_id: str, queue: str) -> None: ...
+
+
+def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str) -> StepResult:
+    """Run one step and ring again if the agent has more to do (heartbeat or inbox)."""
+    result = run_step(rt, agent_id)
+    if result.more_work and result.reason != "leased":
+        doorbell.ring(agent_id, queue)
+    return result
+
+
+class CeleryDoorbell:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def ring(self, agent_id: str, queue: str) -> None:
+        self.app.send_task(STEP_TASK, args=[agent_id], queue=queue)
+
+
+class LocalDoorbell:
+    """Runs steps on threads of this process (embedded mode)."""
+
+    def __init__(self, rt: Runtime, concurrency: int = 8) -> None:
+        self.rt = rt
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="memq-step")
+        self._closed = threading.Event()
+        self._queued: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ring(self, agent_id: str, queue: str) -> None:
+        with self._lock:
+            # A ring for an agent already waiting in the pool adds nothing.
+            if self._closed.is_set() or agent_id in self._queued:
+                return
+            self._queued.add(agent_id)
+        self.pool.submit(self._answer, agent_id, queue)
+
+    def _answer(self, agent_id: str, queue: str) -> None:
+        with self._lock:
+            self._queued.discard(agent_id)
+        try:
+            answer_doorbell(self.rt, self, agent_id, queue)
+        except Exception:
+            log.exception("step of agent %s failed", agent_id)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)

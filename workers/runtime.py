@@ -1,0 +1,88 @@
+"""Everything a step needs, built once per process and passed down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from memq.settings import Settings
+from storage import repository as repo
+from storage.db import Database
+from workers.base_tools import base_toolset
+from workers.llm import LLMClient
+from workers.tools import Toolset
+
+log = logging.getLogger("memq.lease")
+
+
+class LeaseKeeper:
+    """Renews every lease this process holds, so a long LLM call keeps its agent.
+
+    One thread per process renews all held leases every lease_s/3; when the
+    process dies the renewals stop and the leases expire within lease_s.
+    """
+
+    def __init__(self, db: Database, lease_s: float) -> None:
+        self.db = db
+        self.lease_s = lease_s
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def hold(self, lease: repo.Lease) -> None:
+        with self._lock:
+            self._held[lease.agent_id] = lease.token
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="memq-lease-keeper", daemon=True)
+                self._thread.start()
+
+    def drop(self, lease: repo.Lease) -> None:
+        with self._lock:
+            if self._held.get(lease.agent_id) == lease.token:
+                del self._held[lease.agent_id]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            with self._lock:
+                held = dict(self._held)
+            if not held:
+                continue
+            try:
+                with self.db.transaction() as s:
+                    repo.renew_leases(s, held, lease_s=self.lease_s, now_s=time.time())
+            except Exception:  # the database may be restarting; the next tick retries
+                log.warning("lease renewal failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    llm: LLMClient
+    tools: Toolset
+    leases: LeaseKeeper
+    worker_id: str
+
+    @classmethod
+    def build(cls, settings: Settings, *, pool_size: int = 10) -> "Runtime":
+        db = Database(settings.resolved_database_url, pool_size=pool_size)
+        return cls(
+            settings=settings,
+            db=db,
+            llm=LLMClient(settings),
+            tools=base_toolset(),
+            leases=LeaseKeeper(db, settings.lease_s),
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+    def close(self) -> None:
+        self.leases.stop()
+        self.db.dispose()

@@ -1,0 +1,274 @@
+"""One heartbeat of one agent, top to bottom (DESIGN §2).
+
+    1. take the agent's lease (fencing token)        -- else return: the holder goes on
+    2. pick the event: pending heartbeat, else the oldest inbox message
+    3. compile the context
+    4. call the LLM (timeouts, retries with backoff)
+    5. execute exactly one tool call
+    6. commit everything in one transaction fenced by lease token + step counter
+    7. release the lease, then report whether more work waits (the caller re-rings)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import update
+
+from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
+from storage import repository as repo
+from storage.models import Agent, InboxItem, Message, Run, StepRecord, utcnow
+from workers.context import compile_context
+from workers.events import now_iso, pack_event, pack_tool_result
+from workers.llm import LLMError, LLMReply
+from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
+from workers.runtime import Runtime
+from workers.tools import Block, ToolContext
+
+log = logging.getLogger("memq.step")
+
+ONE_TOOL_PER_STEP = "Not executed: only the first tool call of a reply runs. Call it again on its own."
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What happened to one doorbell."""
+
+    agent_id: str
+    ran: bool
+    reason: str  # "leased" | "no_work" | "stale" | "committed" | "crashed"
+    run_id: str | None = None
+    run_status: RunStatus | None = None
+    more_work: bool = False
+
+
+@dataclass
+class _Turn:
+    """Everything the step loaded under the lease (read in one short transaction)."""
+
+    agent: Agent
+    run: Run
+    blocks: dict[str, Block]
+    history: list[Message]
+    event: str
+    inbox_item: InboxItem | None
+
+
+@dataclass
+class _Outcome:
+    """What the step will commit."""
+
+    messages: list[Message] = field(default_factory=list)
+    status: RunStatus = RunStatus.DONE
+    heartbeat_reason: str | None = None
+    error: str | None = None
+    step_outcome: StepOutcome = StepOutcome.NO_TOOL
+    tool_name: str | None = None
+
+
+def run_step(rt: Runtime, agent_id: str) -> StepResult:
+    """Run at most one step of the agent; safe to call for any doorbell, any number of times."""
+    with rt.db.transaction() as s:
+        lease = repo.acquire_lease(
+            s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
+        )
+    if lease is None:
+        return StepResult(agent_id, ran=False, reason="leased")
+    rt.leases.hold(lease)
+    result = StepResult(agent_id, ran=False, reason="crashed")
+    try:
+        if lease.attempts > rt.settings.step_max_attempts:
+            result = _give_up(rt, lease)
+        else:
+            result = _step_under_lease(rt, lease)
+    finally:
+        rt.leases.drop(lease)
+        with rt.db.transaction() as s:
+            repo.release_lease(s, lease, now_s=time.time(), reset_attempts=result.reason == "no_work")
+    # Checked after the release: a doorbell that bounced off our lease meanwhile
+    # is answered here, so no wake-up is lost.
+    with rt.db.transaction() as s:
+        more = repo.has_pending_work(s, agent_id)
+    return StepResult(
+        agent_id, result.ran, result.reason, result.run_id, result.run_status, more_work=more
+    )
+
+
+def _load_turn(rt: Runtime, agent_id: str) -> _Turn | None:
+    with rt.db.transaction() as s:
+        try:
+            agent = repo.get_agent(s, agent_id)
+        except repo.AgentNotFound:
+            return None
+        blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent_id)}
+        history = repo.context_messages(s, agent_id, agent.context_start_id)
+        if agent.active_run_id:
+            run = repo.get_run(s, agent.active_run_id)
+            event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
+            return _Turn(agent, run, blocks, history, event, None)
+        item = repo.next_inbox_item(s, agent_id)
+        if item is None:
+            return None
+        run = repo.get_run(s, item.run_id)
+        return _Turn(agent, run, blocks, history, json.dumps(item.event, ensure_ascii=False), item)
+
+
+def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
+    turn = _load_turn(rt, lease.agent_id)
+    if turn is None:
+        return StepResult(lease.agent_id, ran=False, reason="no_work")
+    started_at = utcnow()
+    context = compile_context(turn.agent, turn.blocks, turn.history, turn.event)
+    tool_ctx = ToolContext(turn.agent.id, turn.blocks)
+    try:
+        reply = rt.llm.complete(context.messages, rt.tools.schemas, model=turn.agent.model)
+    except LLMError as exc:
+        reply = LLMReply(content=None, tool_calls=[], attempts=exc.attempts)
+        alert = f"The model could not be reached for the event above, which went unanswered: {exc}"
+        outcome = _failed(turn.event, str(exc), alert, StepOutcome.LLM_FAILED)
+    else:
+        outcome = _act(rt, turn, reply, tool_ctx)
+    steps = turn.run.steps + 1
+    if outcome.status is RunStatus.RUNNING and steps >= rt.settings.max_chain:
+        outcome.status = RunStatus.CHAIN_CAPPED
+        outcome.error = f"stopped after {steps} chained steps (MEMQ_MAX_CHAIN={rt.settings.max_chain})"
+        outcome.heartbeat_reason = None
+    try:
+        _commit(rt, lease, turn, outcome, reply, tool_ctx, context.chars, len(context.messages), started_at)
+    except repo.StaleLease as exc:
+        log.warning("step discarded: %s", exc)
+        return StepResult(lease.agent_id, ran=False, reason="stale")
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
+
+
+def _act(rt: Runtime, turn: _Turn, reply: LLMReply, tool_ctx: ToolContext) -> _Outcome:
+    """Record the assistant message and execute its first tool call."""
+    calls = reply.tool_calls
+    assistant = Message(
+        role=Role.ASSISTANT.value,
+        content=reply.content,
+        tool_calls=[c.as_openai() for c in calls] or None,
+    )
+    outcome = _Outcome(messages=[Message(role=Role.USER.value, content=turn.event), assistant])
+    if not calls:
+        # No tool call: the text is inner monologue and the turn ends (no reply).
+        return outcome
+    first = calls[0]
+    result = rt.tools.execute(tool_ctx, first.name, first.arguments)
+    outcome.tool_name = first.name
+    outcome.messages.append(_tool_message(first.id, result.status, result.message))
+    for extra in calls[1:]:
+        outcome.messages.append(_tool_message(extra.id, ToolStatus.FAILED, ONE_TOOL_PER_STEP))
+    failed = result.status is ToolStatus.FAILED or len(calls) > 1
+    outcome.step_outcome = StepOutcome.TOOL_FAILED if failed else StepOutcome.TOOL_OK
+    if failed:
+        outcome.status, outcome.heartbeat_reason = RunStatus.RUNNING, HEARTBEAT_AFTER_FAILURE
+    elif result.heartbeat_requested:
+        outcome.status, outcome.heartbeat_reason = RunStatus.RUNNING, HEARTBEAT_REQUESTED
+    return outcome
+
+
+def _tool_message(call_id: str, status: ToolStatus, text: str) -> Message:
+    return Message(role=Role.TOOL.value, content=pack_tool_result(status, text), tool_call_id=call_id)
+
+
+def _failed(event: str, error: str, alert: str, step_outcome: StepOutcome) -> _Outcome:
+    """The run fails: the event stays in the record with a system alert that says why."""
+    alert_msg = pack_event(EventType.SYSTEM_ALERT, alert, now_iso())
+    return _Outcome(
+        messages=[Message(role=Role.USER.value, content=event), Message(role=Role.USER.value, content=alert_msg)],
+        status=RunStatus.FAILED,
+        error=error,
+        step_outcome=step_outcome,
+    )
+
+
+def _give_up(rt: Runtime, lease: repo.Lease) -> StepResult:
+    """A step that died on every attempt (a poison event): fail its run and move on."""
+    turn = _load_turn(rt, lease.agent_id)
+    if turn is None:
+        return StepResult(lease.agent_id, ran=False, reason="no_work")
+    error = (
+        f"gave up: the step for this event was attempted {lease.attempts - 1} times "
+        "and never completed (the worker crashed or the step raised every time)"
+    )
+    outcome = _failed(turn.event, error, error, StepOutcome.GAVE_UP)
+    reply = LLMReply(content=None, tool_calls=[], attempts=0)
+    try:
+        _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), 0, 0, utcnow())
+    except repo.StaleLease:
+        return StepResult(lease.agent_id, ran=False, reason="stale")
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
+
+
+def _commit(
+    rt: Runtime,
+    lease: repo.Lease,
+    turn: _Turn,
+    outcome: _Outcome,
+    reply: LLMReply,
+    tool_ctx: ToolContext,
+    prompt_chars: int,
+    prompt_messages: int,
+    started_at: datetime,
+) -> None:
+    finished_at = utcnow()
+    agent_id, run = turn.agent.id, turn.run
+    with rt.db.transaction() as s:
+        step_no = repo.advance_step_counter(s, lease)
+        for m in outcome.messages:
+            m.agent_id, m.run_id, m.step_no, m.created_at = agent_id, run.id, step_no, finished_at
+            s.add(m)
+        if turn.inbox_item is not None:
+            s.execute(
+                update(InboxItem).where(InboxItem.id == turn.inbox_item.id).values(consumed_at=finished_at)
+            )
+        repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
+        ended = outcome.status.finished
+        s.execute(
+            update(Run)
+            .where(Run.id == run.id)
+            .values(
+                status=outcome.status.value,
+                steps=run.steps + 1,
+                replies=[*run.replies, *tool_ctx.replies],
+                error=outcome.error,
+                prompt_tokens=run.prompt_tokens + reply.prompt_tokens,
+                completion_tokens=run.completion_tokens + reply.completion_tokens,
+                started_at=run.started_at or started_at,
+                finished_at=finished_at if ended else None,
+            )
+        )
+        s.execute(
+            update(Agent)
+            .where(Agent.id == agent_id)
+            .values(
+                active_run_id=None if ended else run.id,
+                heartbeat_reason=outcome.heartbeat_reason,
+                message_count=Agent.message_count + len(outcome.messages),
+            )
+        )
+        s.add(
+            StepRecord(
+                agent_id=agent_id,
+                run_id=run.id,
+                step_no=step_no,
+                lease_token=lease.token,
+                worker=rt.worker_id,
+                started_at=started_at,
+                finished_at=finished_at,
+                prompt_messages=prompt_messages,
+                prompt_chars=prompt_chars,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                llm_latency_ms=reply.latency_ms,
+                llm_attempts=reply.attempts,
+                tool_name=outcome.tool_name,
+                outcome=outcome.step_outcome.value,
+                error=outcome.error,
+            )
+        )

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from memq.settings import Settings
 from memq.views import AgentView, BlockView, MessageView, RunView
 from storage import repository as repo
 from workers.runtime import Runtime
+
+log = logging.getLogger("memq.client")
 
 
 class Client:
@@ -114,7 +117,10 @@ class Client:
             queue = agent.queue
             view = RunView.of(run)
         if created:
-            self.doorbell.ring(agent_id, queue)
+            try:
+                self.doorbell.ring(agent_id, queue)
+            except Exception as exc:  # the message is safe in the database already
+                log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
         return self.wait(view.run_id, timeout_s) if wait else view
 
     def get_run(self, run_id: str) -> RunView:

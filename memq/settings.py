@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     embedding_dim: int = 384
 
     context_window: int | None = None
+    context_warn_ratio: float = 0.75
+    context_target_ratio: float = 0.5
+    context_margin_ratio: float = 0.05
     max_chain: int = 20
     max_message_chars: int = 20_000
     core_block_limit_chars: int = 2_000

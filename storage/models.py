@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -62,6 +63,11 @@ class Agent(Base):
     # Messages with id >= context_start_id form the in-context FIFO queue.
     context_start_id: Mapped[int] = mapped_column(BigInteger, default=0)
     summary: Mapped[str] = mapped_column(Text, default="")
+    summary_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when the memory-pressure alert was given; cleared once usage drops
+    # (after an eviction), so the agent is warned once per crossing.
+    pressure_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    context_tokens: Mapped[int] = mapped_column(Integer, default=0)
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -93,6 +99,7 @@ class Message(Base):
     content: Mapped[str | None] = mapped_column(Text)
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
     tool_call_id: Mapped[str | None] = mapped_column(String(200))
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -161,6 +168,8 @@ class StepRecord(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     llm_latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     llm_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    context_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    evicted_messages: Mapped[int] = mapped_column(Integer, default=0)
     tool_name: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)

@@ -8,7 +8,15 @@ in the content of the request's first message (tests use the agent id, which
 appears in the system prompt). Unmatched or unscripted requests get the default
 behaviour: a single ``send_message`` tool call echoing the last user message.
 
-Run standalone: ``python tests/scripted_llm.py --port P [--latency-ms N]``.
+Fault injection (chaos tests): ``set_faults({"timeout": 0.02, "429": 0.02, ...}, seed)``
+or ``POST /_faults {"rates": {...}, "seed": N}`` makes each chat request, with the
+given probabilities, fail in one of these ways (see FAULT_KINDS) instead of
+answering: ``timeout`` (sleep past the client's timeout, then answer), ``429``
+(with Retry-After), ``500``, ``malformed`` (a send_message call whose arguments
+are truncated JSON) or ``empty`` (200 with no choices). Injected faults never
+consume a scripted response. ``GET /_faults`` shows the rates and counts.
+
+Run standalone: ``python tests/scripted_llm.py --port P [--latency-ms N] [--faults JSON]``.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import argparse
 import hashlib
 import json
 import math
+import random
 import re
 import sys
 import threading
@@ -25,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 DEFAULT_DIM = 384
+FAULT_KINDS = ("timeout", "429", "500", "malformed", "empty")
 
 
 def _text_of(content) -> str:
@@ -72,6 +82,11 @@ class ScriptedLLM:
         self._emb_requests: list[dict] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._fault_rates: dict[str, float] = {}
+        self._fault_counts: dict[str, int] = {}
+        self._fault_rng = random.Random()
+        self.fault_timeout_s = 2.0
+        self.fault_retry_after = 1
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "ScriptedLLM":
@@ -132,6 +147,79 @@ class ScriptedLLM:
             self._defaults.clear()
             self._requests.clear()
             self._emb_requests.clear()
+            self._fault_rates = {}
+            self._fault_counts = {}
+
+    # -- fault injection ---------------------------------------------------
+    def set_faults(self, rates: dict | None, seed: int | None = None, *,
+                   timeout_s: float | None = None, retry_after: int | float | None = None) -> None:
+        """Per chat request, inject fault ``kind`` with probability ``rates[kind]``.
+
+        kinds (FAULT_KINDS): "timeout" sleeps ``timeout_s`` (default 2 s: past the
+        client's timeout) before answering normally; "429" answers 429 with
+        ``Retry-After: retry_after`` (default 1); "500" answers 500; "malformed"
+        answers a send_message tool call with truncated JSON arguments; "empty"
+        answers 200 with ``choices: []``. Rates add up (their sum must be <= 1).
+        ``None`` or ``{}`` turns faults off. Counts start again at zero.
+        """
+        rates = {str(k): float(v) for k, v in (rates or {}).items() if float(v) > 0}
+        unknown = set(rates) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; known: {FAULT_KINDS}")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError("fault rates add up to more than 1")
+        with self._lock:
+            self._fault_rates = rates
+            self._fault_counts = {k: 0 for k in rates}
+            self._fault_rng = random.Random(seed)
+            if timeout_s is not None:
+                self.fault_timeout_s = float(timeout_s)
+            if retry_after is not None:
+                self.fault_retry_after = retry_after
+
+    def faults(self) -> dict:
+        """The fault rates in force and how many of each were injected so far."""
+        with self._lock:
+            return {"rates": dict(self._fault_rates), "counts": dict(self._fault_counts),
+                    "timeout_s": self.fault_timeout_s, "retry_after": self.fault_retry_after}
+
+    def _draw_fault(self) -> str | None:
+        with self._lock:
+            if not self._fault_rates:
+                return None
+            x = self._fault_rng.random()
+            for kind in FAULT_KINDS:
+                x -= self._fault_rates.get(kind, 0.0)
+                if x < 0:
+                    self._fault_counts[kind] = self._fault_counts.get(kind, 0) + 1
+                    return kind
+            return None
+
+    def _record(self, body: dict) -> None:
+        with self._lock:
+            self._requests.append((self._match(body), body))
+
+    def _fault(self, kind: str, body: dict) -> tuple[int, dict | bytes, dict] | None:
+        """The answer for an injected fault (None: answer normally, after a timeout's sleep)."""
+        if kind == "timeout":
+            time.sleep(self.fault_timeout_s)
+            return None  # the normal answer records the request
+        self._record(body)
+        if kind == "429":
+            return 429, _error("injected rate limit", "rate_limit_exceeded", 429), {
+                "Retry-After": str(self.fault_retry_after)}
+        if kind == "500":
+            return 500, _error("injected server error", "server_error", 500), {}
+        model = body.get("model", "scripted")
+        if kind == "empty":
+            return 200, self._envelope(model, [], body, ""), {}
+        # malformed: the arguments JSON is cut off mid-string
+        args = json.dumps({"message": "echo: " + _last_user_message(body), "request_heartbeat": False})
+        message = {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+            "function": {"name": "send_message", "arguments": args[: max(1, len(args) // 2)]}}]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return 200, self._envelope(model, [choice], body, json.dumps(message)), {}
 
     # -- request handling --------------------------------------------------
     def _match(self, body: dict) -> str | None:
@@ -158,6 +246,11 @@ class ScriptedLLM:
 
     def _chat(self, body: dict) -> tuple[int, dict | bytes, dict]:
         """Build (status, payload, headers) for a chat completions request."""
+        kind = self._draw_fault()
+        if kind is not None:
+            injected = self._fault(kind, body)
+            if injected is not None:
+                return injected
         resp = self._next_response(body) or {}
         if resp.get("sleep_s"):
             time.sleep(float(resp["sleep_s"]))
@@ -226,7 +319,8 @@ def _error(message: str, etype: str, status: int) -> dict:
 
 
 def _last_user_message(body: dict) -> str:
-    """`message` field of the JSON in the last user message, else its raw text."""
+    """`message` of the last user event that is not a heartbeat or system alert
+    (so a chain answers the message that started it), else the raw text."""
     for m in reversed(body.get("messages") or []):
         if isinstance(m, dict) and m.get("role") == "user":
             raw = _text_of(m.get("content"))
@@ -234,6 +328,8 @@ def _last_user_message(body: dict) -> str:
                 obj = json.loads(raw)
             except (ValueError, TypeError):
                 return raw
+            if isinstance(obj, dict) and obj.get("type") in ("heartbeat", "system_alert"):
+                continue
             if isinstance(obj, dict) and "message" in obj:
                 return str(obj["message"])
             return raw
@@ -245,6 +341,9 @@ ADMIN = {  # HTTP admin endpoints -> same state as the Python methods
     "/_default": lambda llm, b: llm.set_default(b["key"], b.get("response")),
     "/_latency": lambda llm, b: setattr(llm, "latency_ms", int(b.get("latency_ms", 0))),
     "/_reset": lambda llm, b: llm.reset(),
+    "/_faults": lambda llm, b: llm.set_faults(b.get("rates"), b.get("seed"),
+                                              timeout_s=b.get("timeout_s"),
+                                              retry_after=b.get("retry_after")),
 }
 
 
@@ -289,6 +388,8 @@ def _make_handler(llm: ScriptedLLM):
             elif u.path == "/_requests":
                 key = parse_qs(u.query).get("key", [None])[0]
                 self._send(200, llm.requests(key))
+            elif u.path == "/_faults":
+                self._send(200, llm.faults())
             else:
                 self._send(404, _error("not found", "invalid_request_error", 404))
 
@@ -305,7 +406,10 @@ def _make_handler(llm: ScriptedLLM):
                 self._latency()
                 self._send(200, llm._embeddings(body))
             elif path in ADMIN:
-                ADMIN[path](llm, body)
+                try:
+                    ADMIN[path](llm, body)
+                except (ValueError, KeyError, TypeError) as exc:
+                    return self._send(400, _error(str(exc), "invalid_request_error", 400))
                 self._send(200, {"ok": True})
             else:
                 self._send(404, _error("not found", "invalid_request_error", 404))
@@ -318,8 +422,14 @@ def main(argv=None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency-ms", type=int, default=0)
+    ap.add_argument("--faults", default=None,
+                    help='fault rates as JSON, e.g. \'{"500": 0.05, "timeout": 0.02}\'')
+    ap.add_argument("--fault-seed", type=int, default=None)
     a = ap.parse_args(argv)
-    llm = ScriptedLLM(a.host, a.port, a.latency_ms).start()
+    llm = ScriptedLLM(a.host, a.port, a.latency_ms)
+    if a.faults:
+        llm.set_faults(json.loads(a.faults), a.fault_seed)
+    llm.start()
     print(f"READY http://{llm.host}:{llm.port}", flush=True)
     try:
         while True:

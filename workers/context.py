@@ -1,4 +1,10 @@
-"""Context compilation: the exact message list the LLM sees for one step."""
+"""Context compilation: the exact message list the LLM sees for one step.
+
+Fresh before every LLM call: system instructions, memory statistics, core
+memory (used/limit per block), the summary of evicted history, the in-context
+FIFO queue, an optional memory-pressure alert and the event being processed.
+The window planner decides evictions; the summarizer folds them into the summary.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +12,54 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memq.constants import Role
+from memq.constants import EventType, Role
+from memq.settings import Settings
 from storage.models import Agent, Message
-from workers.prompts import BASE_SYSTEM_PROMPT
+from workers.events import pack_event
+from workers.prompts import BASE_SYSTEM_PROMPT, MEMORY_PRESSURE_ALERT
+from workers.summarizer import Summarizer
+from workers.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from workers.tools import Block
+from workers.window import Budget, plan_window
 
 
 @dataclass(frozen=True)
 class CompiledContext:
     messages: list[dict[str, Any]]
-    chars: int
+    tokens: int  # estimated prompt tokens, tool schemas included
+    window: int
+    evicted: int  # oldest history messages evicted in this step
+    context_start_id: int  # the agent's new context cursor
+    summary: str
+    summary_tokens: int
+    summarized_by_llm: bool
+    alert: str | None  # a system_alert event given in this step, stored before the event
+    pressure_alerted: bool
+
+    @property
+    def chars(self) -> int:
+        return sum(len(m.get("content") or "") for m in self.messages)
 
 
-def render_system(agent: Agent, blocks: dict[str, Block], in_context: int) -> str:
-    """Instructions, memory statistics and every core-memory block with used/limit."""
+def render_system(
+    agent: Agent, blocks: dict[str, Block], summary: str, in_view: int, recall_count: int
+) -> str:
+    """Instructions, memory statistics, every core-memory block with used/limit, the summary."""
     parts = [agent.system_prompt or BASE_SYSTEM_PROMPT, ""]
     parts.append("### Memory statistics")
     parts.append(f"- agent: {agent.name} (id {agent.id})")
-    parts.append(f"- messages in view: {in_context}")
-    parts.append(f"- messages stored in total (recall memory): {agent.message_count}")
+    parts.append(f"- messages in view: {in_view}")
+    parts.append(f"- messages stored in total (recall memory): {recall_count}")
     parts.append("")
     parts.append("### Core memory")
     for label, block in blocks.items():
         parts.append(f'<block label="{label}" used="{len(block.value)}" limit="{block.limit_chars}">')
         parts.append(block.value)
         parts.append("</block>")
-    if agent.summary:
+    if summary:
         parts.append("")
-        parts.append("### Summary of older conversation")
-        parts.append(agent.summary)
+        parts.append("### Summary of older conversation (no longer in view)")
+        parts.append(summary)
     return "\n".join(parts)
 
 
@@ -50,13 +75,95 @@ def message_to_llm(m: Message) -> dict[str, Any]:
     return {"role": m.role, "content": m.content or ""}
 
 
-def compile_context(
-    agent: Agent, blocks: dict[str, Block], history: Sequence[Message], event: str
-) -> CompiledContext:
-    """System message, the in-context queue, then the event being processed."""
-    system = render_system(agent, blocks, in_context=len(history) + 1)
-    messages = [{"role": "system", "content": system}]
-    messages.extend(message_to_llm(m) for m in history)
-    messages.append({"role": "user", "content": event})
-    chars = sum(len(m.get("content") or "") for m in messages)
-    return CompiledContext(messages=messages, chars=chars)
+class ContextBuilder:
+    """Builds each step's prompt within the model's window (built once per process)."""
+
+    def __init__(
+        self, settings: Settings, counter: TokenCounter, summarizer: Summarizer, tools: list[dict[str, Any]]
+    ) -> None:
+        self.settings = settings
+        self.counter = counter
+        self.summarizer = summarizer
+        self.tools = tools
+
+    def budget(self, model: str) -> Budget:
+        window = self.counter.window(model)
+        reply = min(self.settings.llm_max_tokens, window // 4)
+        return Budget(
+            window=window,
+            reply_tokens=reply,
+            margin_tokens=max(32, int(window * self.settings.context_margin_ratio)),
+            warn_ratio=self.settings.context_warn_ratio,
+            target_ratio=self.settings.context_target_ratio,
+        )
+
+    def build(
+        self,
+        agent: Agent,
+        blocks: dict[str, Block],
+        history: Sequence[Message],
+        event: str,
+        *,
+        force_evict: int = 0,
+    ) -> CompiledContext:
+        model = agent.model or self.settings.llm_model or "gpt-4o-mini"
+        budget = self.budget(model)
+        recall = agent.message_count
+        base_system = render_system(agent, blocks, "", len(history) + 1, recall)
+        base = self.counter.text(model, base_system) + PER_MESSAGE_OVERHEAD + self.counter.tools(model, self.tools)
+        event_msg = {"role": "user", "content": event}
+        alert_text = pack_event(
+            EventType.SYSTEM_ALERT, MEMORY_PRESSURE_ALERT.format(percent=int(budget.warn_ratio * 100))
+        )
+        plan = plan_window(
+            budget=budget,
+            base_tokens=base,
+            summary_tokens=_summary_cost(agent.summary_tokens),
+            history_tokens=[m.tokens for m in history],
+            history_roles=[m.role for m in history],
+            event_tokens=self.counter.message(model, event_msg),
+            alert_tokens=self.counter.message(model, {"content": alert_text}),
+            alerted=agent.pressure_alerted,
+            force_evict=force_evict,
+        )
+        summary, summary_tokens, by_llm = agent.summary, agent.summary_tokens, False
+        kept = list(history[plan.evict :])
+        start_id = agent.context_start_id
+        if plan.evict:
+            evicted = [message_to_llm(m) for m in history[: plan.evict]]
+            summary, by_llm = self.summarizer.summarize(
+                model, agent.summary, evicted, budget.summary_reserve - 16, budget.limit - budget.summary_reserve
+            )
+            summary_tokens = self.counter.text(model, summary)
+            start_id = kept[0].id if kept else history[-1].id + 1
+        system = render_system(agent, blocks, summary, len(kept) + 1 + int(plan.alert), recall)
+        messages = [{"role": "system", "content": system}]
+        messages.extend(message_to_llm(m) for m in kept)
+        alert = alert_text if plan.alert else None
+        if alert:
+            messages.append({"role": "user", "content": alert})
+        messages.append(event_msg)
+        tokens = (
+            base
+            + _summary_cost(summary_tokens)
+            + sum(m.tokens for m in kept)
+            + self.counter.message(model, event_msg)
+            + (self.counter.message(model, {"content": alert}) if alert else 0)
+        )
+        return CompiledContext(
+            messages=messages,
+            tokens=tokens,
+            window=budget.window,
+            evicted=plan.evict,
+            context_start_id=start_id,
+            summary=summary,
+            summary_tokens=summary_tokens,
+            summarized_by_llm=by_llm,
+            alert=alert,
+            pressure_alerted=plan.alerted_after,
+        )
+
+
+def _summary_cost(summary_tokens: int) -> int:
+    """The summary plus its heading in the system message."""
+    return summary_tokens + 16 if summary_tokens else 0

@@ -35,6 +35,10 @@ class LLMError(RuntimeError):
         self.attempts = attempts
 
 
+class ContextTooLong(LLMError):
+    """The provider refused the prompt as longer than the model's window."""
+
+
 class _BadResponse(RuntimeError):
     """A 200 answer without a usable choice: retried like a 5xx."""
 
@@ -153,9 +157,10 @@ class LLMClient:
     def complete(
         self,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
         *,
         model: str | None = None,
+        max_tokens: int | None = None,
         on_wait: Any = None,
     ) -> LLMReply:
         """One chat completion, retried on timeouts, 429, 5xx and connection errors."""
@@ -166,11 +171,12 @@ class LLMClient:
         kwargs: dict[str, Any] = {
             "model": resolve_route(model, s.llm_api_base),
             "messages": messages,
-            "tools": tools,
             "timeout": s.llm_timeout_s,
-            "max_tokens": s.llm_max_tokens,
+            "max_tokens": max_tokens or s.llm_max_tokens,
             "num_retries": 0,
         }
+        if tools:
+            kwargs["tools"] = tools
         if s.llm_api_base:
             kwargs["api_base"] = s.llm_api_base
         if s.llm_api_key:
@@ -183,6 +189,8 @@ class LLMClient:
                 reply = self._parse(self.litellm.completion(**kwargs))
             except Exception as exc:
                 errors.append(_describe(exc))
+                if type(exc).__name__ == "ContextWindowExceededError":
+                    raise ContextTooLong(errors[-1], attempt) from exc
                 if attempt == attempts or not _is_retryable(exc):
                     raise LLMError(
                         f"LLM call failed after {attempt} attempt(s): {errors[-1]}", attempt

@@ -30,3 +30,9 @@ Stay in character as described by your persona block."""
 
 HEARTBEAT_REQUESTED = "You asked for another step (request_heartbeat was true); continue."
 HEARTBEAT_AFTER_FAILURE = "Your last tool call failed; read the error and try again."
+
+MEMORY_PRESSURE_ALERT = (
+    "Your context is filling up ({percent}% of the window). Older messages will soon leave "
+    "your view and only a summary of them will remain. Save anything you will need later "
+    "to core memory now."
+)

@@ -13,7 +13,10 @@ from memq.settings import Settings
 from storage import repository as repo
 from storage.db import Database
 from workers.base_tools import base_toolset
+from workers.context import ContextBuilder
 from workers.llm import LLMClient
+from workers.summarizer import Summarizer
+from workers.tokens import TokenCounter
 from workers.tools import Toolset
 
 log = logging.getLogger("memq.lease")
@@ -68,17 +71,24 @@ class Runtime:
     db: Database
     llm: LLMClient
     tools: Toolset
+    counter: TokenCounter
+    context: ContextBuilder
     leases: LeaseKeeper
     worker_id: str
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10) -> "Runtime":
         db = Database(settings.resolved_database_url, pool_size=pool_size)
+        llm = LLMClient(settings)
+        tools = base_toolset()
+        counter = TokenCounter(settings.context_window)
         return cls(
             settings=settings,
             db=db,
-            llm=LLMClient(settings),
-            tools=base_toolset(),
+            llm=llm,
+            tools=tools,
+            counter=counter,
+            context=ContextBuilder(settings, counter, Summarizer(llm, counter), tools.schemas),
             leases=LeaseKeeper(db, settings.lease_s),
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
         )

@@ -22,15 +22,18 @@ from sqlalchemy import update
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
 from storage.models import Agent, InboxItem, Message, Run, StepRecord, utcnow
-from workers.context import compile_context
+from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
-from workers.llm import LLMError, LLMReply
+from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
 from workers.tools import Block, ToolContext
+from workers.window import ContextTooSmall
 
 log = logging.getLogger("memq.step")
 
+# How often a step compacts further after the provider refuses a prompt as too long.
+MAX_COMPACTIONS = 2
 ONE_TOOL_PER_STEP = "Not executed: only the first tool call of a reply runs. Call it again on its own."
 
 
@@ -122,15 +125,9 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
     if turn is None:
         return StepResult(lease.agent_id, ran=False, reason="no_work")
     started_at = utcnow()
-    context = compile_context(turn.agent, turn.blocks, turn.history, turn.event)
     tool_ctx = ToolContext(turn.agent.id, turn.blocks)
-    try:
-        reply = rt.llm.complete(context.messages, rt.tools.schemas, model=turn.agent.model)
-    except LLMError as exc:
-        reply = LLMReply(content=None, tool_calls=[], attempts=exc.attempts)
-        alert = f"The model could not be reached for the event above, which went unanswered: {exc}"
-        outcome = _failed(turn.event, str(exc), alert, StepOutcome.LLM_FAILED)
-    else:
+    context, reply, outcome = _think(rt, turn)
+    if outcome is None:
         outcome = _act(rt, turn, reply, tool_ctx)
     steps = turn.run.steps + 1
     if outcome.status is RunStatus.RUNNING and steps >= rt.settings.max_chain:
@@ -138,11 +135,36 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
         outcome.error = f"stopped after {steps} chained steps (MEMQ_MAX_CHAIN={rt.settings.max_chain})"
         outcome.heartbeat_reason = None
     try:
-        _commit(rt, lease, turn, outcome, reply, tool_ctx, context.chars, len(context.messages), started_at)
+        _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
     except repo.StaleLease as exc:
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
+
+
+def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, _Outcome | None]:
+    """Compile the context and call the model; compact harder if the provider says too long.
+
+    Returns the context sent, the reply, and an outcome only when the run fails here.
+    """
+    no_reply = LLMReply(content=None, tool_calls=[], attempts=0)
+    context = None
+    for force in range(MAX_COMPACTIONS + 1):
+        try:
+            context = rt.context.build(turn.agent, turn.blocks, turn.history, turn.event, force_evict=force)
+        except ContextTooSmall as exc:
+            return context, no_reply, _failed(turn.event, str(exc), str(exc), StepOutcome.LLM_FAILED)
+        try:
+            return context, rt.llm.complete(context.messages, rt.tools.schemas, model=turn.agent.model), None
+        except ContextTooLong as exc:
+            error: LLMError = exc
+            log.warning("provider refused the prompt as too long (%d tokens estimated); compacting", context.tokens)
+        except LLMError as exc:
+            error = exc
+            break
+    alert = f"The model could not be reached for the event above, which went unanswered: {error}"
+    reply = LLMReply(content=None, tool_calls=[], attempts=error.attempts)
+    return context, reply, _failed(turn.event, str(error), alert, StepOutcome.LLM_FAILED)
 
 
 def _act(rt: Runtime, turn: _Turn, reply: LLMReply, tool_ctx: ToolContext) -> _Outcome:
@@ -199,7 +221,7 @@ def _give_up(rt: Runtime, lease: repo.Lease) -> StepResult:
     outcome = _failed(turn.event, error, error, StepOutcome.GAVE_UP)
     reply = LLMReply(content=None, tool_calls=[], attempts=0)
     try:
-        _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), 0, 0, utcnow())
+        _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
@@ -212,15 +234,33 @@ def _commit(
     outcome: _Outcome,
     reply: LLMReply,
     tool_ctx: ToolContext,
-    prompt_chars: int,
-    prompt_messages: int,
+    context: CompiledContext | None,
     started_at: datetime,
 ) -> None:
-    finished_at = utcnow()
     agent_id, run = turn.agent.id, turn.run
+    messages = outcome.messages
+    if context is not None and context.alert:
+        messages.insert(0, Message(role=Role.USER.value, content=context.alert))
+    model = turn.agent.model or rt.settings.llm_model or "gpt-4o-mini"
+    for m in messages:
+        m.tokens = rt.counter.message(model, message_to_llm(m))
+    agent_values: dict[str, object] = {
+        "active_run_id": None if outcome.status.finished else run.id,
+        "heartbeat_reason": outcome.heartbeat_reason,
+        "message_count": Agent.message_count + len(messages),
+    }
+    if context is not None:
+        agent_values.update(
+            context_start_id=context.context_start_id,
+            summary=context.summary,
+            summary_tokens=context.summary_tokens,
+            pressure_alerted=context.pressure_alerted,
+            context_tokens=context.tokens,
+        )
+    finished_at = utcnow()
     with rt.db.transaction() as s:
         step_no = repo.advance_step_counter(s, lease)
-        for m in outcome.messages:
+        for m in messages:
             m.agent_id, m.run_id, m.step_no, m.created_at = agent_id, run.id, step_no, finished_at
             s.add(m)
         if turn.inbox_item is not None:
@@ -228,7 +268,6 @@ def _commit(
                 update(InboxItem).where(InboxItem.id == turn.inbox_item.id).values(consumed_at=finished_at)
             )
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
-        ended = outcome.status.finished
         s.execute(
             update(Run)
             .where(Run.id == run.id)
@@ -240,18 +279,10 @@ def _commit(
                 prompt_tokens=run.prompt_tokens + reply.prompt_tokens,
                 completion_tokens=run.completion_tokens + reply.completion_tokens,
                 started_at=run.started_at or started_at,
-                finished_at=finished_at if ended else None,
+                finished_at=finished_at if outcome.status.finished else None,
             )
         )
-        s.execute(
-            update(Agent)
-            .where(Agent.id == agent_id)
-            .values(
-                active_run_id=None if ended else run.id,
-                heartbeat_reason=outcome.heartbeat_reason,
-                message_count=Agent.message_count + len(outcome.messages),
-            )
-        )
+        s.execute(update(Agent).where(Agent.id == agent_id).values(**agent_values))
         s.add(
             StepRecord(
                 agent_id=agent_id,
@@ -261,10 +292,12 @@ def _commit(
                 worker=rt.worker_id,
                 started_at=started_at,
                 finished_at=finished_at,
-                prompt_messages=prompt_messages,
-                prompt_chars=prompt_chars,
+                prompt_messages=len(context.messages) if context else 0,
+                prompt_chars=context.chars if context else 0,
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
+                context_tokens=context.tokens if context else 0,
+                evicted_messages=context.evicted if context else 0,
                 llm_latency_ms=reply.latency_ms,
                 llm_attempts=reply.attempts,
                 tool_name=outcome.tool_name,

@@ -31,6 +31,9 @@ def upgrade() -> None:
     sa.Column('heartbeat_reason', sa.Text(), nullable=True),
     sa.Column('context_start_id', sa.BigInteger(), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('summary_tokens', sa.Integer(), nullable=False),
+    sa.Column('pressure_alerted', sa.Boolean(), nullable=False),
+    sa.Column('context_tokens', sa.Integer(), nullable=False),
     sa.Column('message_count', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -57,6 +60,7 @@ def upgrade() -> None:
     sa.Column('content', sa.Text(), nullable=True),
     sa.Column('tool_calls', sa.JSON(), nullable=True),
     sa.Column('tool_call_id', sa.String(length=200), nullable=True),
+    sa.Column('tokens', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
@@ -99,6 +103,8 @@ def upgrade() -> None:
     sa.Column('completion_tokens', sa.Integer(), nullable=False),
     sa.Column('llm_latency_ms', sa.Float(), nullable=False),
     sa.Column('llm_attempts', sa.Integer(), nullable=False),
+    sa.Column('context_tokens', sa.Integer(), nullable=False),
+    sa.Column('evicted_messages', sa.Integer(), nullable=False),
     sa.Column('tool_name', sa.String(length=200), nullable=True),
     sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),

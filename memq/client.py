@@ -88,8 +88,11 @@ class Client:
             return [AgentView.of(a, now) for a in repo.list_agents(s)]
 
     def get_agent(self, agent_id: str) -> AgentView:
+        """The agent with its context usage (tokens / window, messages in context and recall)."""
         with self.rt.db.transaction() as s:
-            return AgentView.of(repo.get_agent(s, agent_id), time.time())
+            agent = repo.get_agent(s, agent_id)
+            in_context = repo.count_from(s, agent_id, agent.context_start_id)
+            return AgentView.of(agent, time.time(), in_context)
 
     def delete_agent(self, agent_id: str) -> None:
         with self.rt.db.transaction() as s:

@@ -20,6 +20,17 @@ class BlockView(BaseModel):
         return cls(label=b.label, value=b.value, limit=b.limit_chars)
 
 
+class ContextUsage(BaseModel):
+    """How full the agent's context window is (as of its last step)."""
+
+    tokens: int
+    window: int
+    percent: float
+    messages_in_context: int
+    messages_in_recall: int
+    summary_chars: int
+
+
 class AgentView(BaseModel):
     id: str
     name: str
@@ -29,9 +40,20 @@ class AgentView(BaseModel):
     messages: int
     busy: bool
     active_run_id: str | None
+    context: ContextUsage | None = None
 
     @classmethod
-    def of(cls, a: Agent, now_s: float) -> "AgentView":
+    def of(cls, a: Agent, now_s: float, in_context: int | None = None) -> "AgentView":
+        context = None
+        if in_context is not None:
+            context = ContextUsage(
+                tokens=a.context_tokens,
+                window=a.context_window,
+                percent=round(100 * a.context_tokens / a.context_window, 1) if a.context_window else 0.0,
+                messages_in_context=in_context,
+                messages_in_recall=a.message_count,
+                summary_chars=len(a.summary),
+            )
         return cls(
             id=a.id,
             name=a.name,
@@ -41,6 +63,7 @@ class AgentView(BaseModel):
             messages=a.message_count,
             busy=a.lease_until_s > now_s,
             active_run_id=a.active_run_id,
+            context=context,
         )
 
 

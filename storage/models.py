@@ -68,6 +68,7 @@ class Agent(Base):
     # (after an eviction), so the agent is warned once per crossing.
     pressure_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     context_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    context_window: Mapped[int] = mapped_column(Integer, default=0)
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -133,9 +133,10 @@ class ScriptedLLM:
                 self._defaults[key] = dict(response)
 
     def requests(self, key: str | None = None) -> list[dict]:
-        """Recorded chat request bodies (all, or those matched to ``key``)."""
+        """Recorded chat request bodies: all, or those matched to ``key`` or whose
+        first message contains it (scripted or not)."""
         with self._lock:
-            return [b for k, b in self._requests if key is None or k == key]
+            return [b for k, b in self._requests if key is None or k == key or key in _first_text(b)]
 
     def embedding_requests(self) -> list[dict]:
         with self._lock:
@@ -316,6 +317,11 @@ class ScriptedLLM:
 def _error(message: str, etype: str, status: int) -> dict:
     """OpenAI-style error body."""
     return {"error": {"message": message, "type": etype, "code": str(status), "param": None}}
+
+
+def _first_text(body: dict) -> str:
+    msgs = body.get("messages") or []
+    return _text_of(msgs[0].get("content")) if msgs and isinstance(msgs[0], dict) else ""
 
 
 def _last_user_message(body: dict) -> str:

@@ -216,3 +216,34 @@ def test_bad_input_is_refused_before_anything_is_queued(client, agent):
     with pytest.raises(BadInput, match="limit"):
         client.send(agent.id, "x" * 5001)
     assert client.messages(agent.id) == []
+
+
+def test_long_conversation_stays_within_the_window_and_keeps_everything_in_recall(client, agent, llm, settings):
+    import litellm
+
+    # given messages big enough that ten of them overflow an 8k window several times
+    texts = [f"message {i}: " + " ".join(f"word{i}x{j}" for j in range(450)) for i in range(10)]
+    # when they are sent one after another
+    for text in texts:
+        assert client.send(agent.id, text, wait=True, timeout_s=WAIT_S).status == "done"
+    # then no prompt the model received was over the window (by litellm's count)
+    requests = llm.requests(agent.id)
+    tools = requests[0]["tools"]
+    for body in requests:
+        used = litellm.token_counter(model="openai/scripted", messages=body["messages"], tools=tools)
+        assert used + settings.llm_max_tokens <= settings.context_window, used
+    # and history was evicted into a summary, with the pressure alert given first
+    steps = journal(client, agent.id)
+    evictions = [s.step_no for s in steps if s.evicted_messages]
+    assert evictions, "the window never flushed"
+    events = user_events(client, agent.id)
+    alerts = [e for e in events if e["type"] == "system_alert" and "filling up" in e["message"]]
+    assert 1 <= len(alerts) <= len(evictions) + 1
+    shown = client.get_agent(agent.id).context
+    assert shown.summary_chars > 0 and shown.window == settings.context_window
+    assert 0 < shown.tokens <= settings.context_window
+    assert "Summary of older conversation" in system_prompt(requests[-1])
+    # and every message is still in recall memory, in order
+    assert [e["message"] for e in events if e["type"] == "user_message"] == texts
+    assert shown.messages_in_recall == len(client.messages(agent.id, 1000))
+    assert shown.messages_in_context < shown.messages_in_recall

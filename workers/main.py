@@ -44,6 +44,7 @@ def run_worker(
         # now; then the reconciler keeps watching for lost doorbells.
         doorbell = CeleryDoorbell(app)
         try:
+            runtime.get().warm_up()
             reconcile_once(runtime.get(), doorbell, idle_s=0.0)
         except Exception:
             log.exception("start-up sweep failed")

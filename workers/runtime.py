@@ -93,6 +93,14 @@ class Runtime:
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
         )
 
+    def warm_up(self) -> None:
+        """Pay the one-time costs (litellm import, tokenizer load) before the first step."""
+        model = self.settings.llm_model or "gpt-4o-mini"
+        _ = self.llm.litellm
+        self.counter.text(model, "warm up")
+        self.counter.tools(model, self.tools.schemas)
+        self.counter.window(model)
+
     def close(self) -> None:
         self.leases.stop()
         self.db.dispose()

@@ -256,6 +256,7 @@ def _commit(
             summary_tokens=context.summary_tokens,
             pressure_alerted=context.pressure_alerted,
             context_tokens=context.tokens,
+            context_window=context.window,
         )
     finished_at = utcnow()
     with rt.db.transaction() as s:

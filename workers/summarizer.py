@@ -49,14 +49,15 @@ def render_line(msg: dict[str, Any]) -> str:
 
 
 def digest(previous: str, evicted: Sequence[dict[str, Any]], max_chars: int) -> str:
-    """The fallback summary: the previous one plus a note and the latest lines, bounded."""
+    """The fallback summary: the previous one plus the latest lines, bounded, and a note."""
     note = f"[{len(evicted)} older messages moved to recall memory; search them with conversation_search]"
     lines = [render_line(m) for m in evicted if m.get("role") in ("user", "assistant")]
-    text = "\n".join(x for x in [previous.strip(), note, *lines] if x)
-    if len(text) <= max_chars:
-        return text
-    # Keep the newest part: older content is the first to go.
-    return "..." + text[-(max_chars - 3) :]
+    body = "\n".join(x for x in [previous.strip(), *lines] if x)
+    room = max_chars - len(note) - 1
+    if len(body) > room:
+        # Keep the newest part: older content is the first to go.
+        body = "..." + body[-max(0, room - 3) :] if room > 3 else ""
+    return f"{body}\n{note}" if body else note
 
 
 class Summarizer:
@@ -87,6 +88,7 @@ class Summarizer:
         if text and self.counter.text(model, text) <= max_tokens:
             return text, True
         fallback = digest(previous, evicted, max_chars)
-        while self.counter.text(model, fallback) > max_tokens and len(fallback) > 16:
-            fallback = "..." + fallback[len(fallback) // 4 :]
+        while self.counter.text(model, fallback) > max_tokens and max_chars > 100:
+            max_chars = max_chars * 3 // 4
+            fallback = digest(previous, evicted, max_chars)
         return fallback, False

@@ -31,7 +31,7 @@ from storage.repository.lease import (
     release_lease,
     renew_leases,
 )
-from storage.repository.messages import context_messages, last_messages
+from storage.repository.messages import context_messages, count_from, last_messages
 from storage.repository.errors import NotFound
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "agents_with_pending_work",
     "claim_agents_to_ring",
     "context_messages",
+    "count_from",
     "create_agent",
     "delete_agent",
     "enqueue_message",

@@ -36,3 +36,11 @@ def last_messages(session: Session, agent_id: str, limit: int) -> list[Message]:
         .limit(limit)
     )
     return list(reversed(list(session.scalars(stmt))))
+
+
+def count_from(session: Session, agent_id: str, start_id: int) -> int:
+    """How many messages are in the agent's context (ids from the cursor on)."""
+    from sqlalchemy import func
+
+    stmt = select(func.count()).where(Message.agent_id == agent_id, Message.id >= start_id)
+    return int(session.scalar(stmt) or 0)

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('summary_tokens', sa.Integer(), nullable=False),
     sa.Column('pressure_alerted', sa.Boolean(), nullable=False),
     sa.Column('context_tokens', sa.Integer(), nullable=False),
+    sa.Column('context_window', sa.Integer(), nullable=False),
     sa.Column('message_count', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )

@@ -47,6 +47,7 @@ class EventType(StrEnum):
     USER_MESSAGE = "user_message"
     HEARTBEAT = "heartbeat"
     SYSTEM_ALERT = "system_alert"
+    SCHEDULED_WAKEUP = "scheduled_wakeup"
 
 
 class StepOutcome(StrEnum):

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     reconcile_every_s: float = 5.0
     reconcile_idle_s: float = 3.0
     reconcile_rering_s: float = 30.0
+    schedule_grace_s: float = 30.0
+    schedule_missed: str = "coalesce"
 
     flower_user: str | None = None
     flower_password: str | None = Field(default=None, repr=False)

@@ -115,3 +115,37 @@ class MessageView(BaseModel):
             run_id=m.run_id,
             created_at=iso_utc(m.created_at),
         )
+
+
+class ScheduleView(BaseModel):
+    id: str
+    agent_id: str
+    kind: str
+    expr: str
+    tz: str
+    message: str
+    missed: str
+    paused: bool
+    next_fire_at: str | None
+    last_fire_at: str | None
+    last_run_id: str | None
+    last_run_status: str | None
+    fires: int
+
+    @classmethod
+    def of(cls, s: Any, last_run_status: str | None) -> "ScheduleView":
+        return cls(
+            id=s.id,
+            agent_id=s.agent_id,
+            kind=s.kind,
+            expr=s.expr,
+            tz=s.tz,
+            message=s.message,
+            missed=s.missed,
+            paused=s.paused,
+            next_fire_at=iso_utc(s.next_fire_at) if s.next_fire_at else None,
+            last_fire_at=iso_utc(s.last_fire_at) if s.last_fire_at else None,
+            last_run_id=s.last_run_id,
+            last_run_status=last_run_status,
+            fires=s.fires,
+        )

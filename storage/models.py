@@ -174,3 +174,40 @@ class StepRecord(Base):
     tool_name: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Schedule(Base):
+    """A recurring or one-shot wake-up of an agent."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_due", "paused", "next_fire_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # cron | every | at
+    expr: Mapped[str] = mapped_column(String(200))  # cron expression, seconds, or ISO instant
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    message: Mapped[str] = mapped_column(Text)
+    missed: Mapped[str] = mapped_column(String(16), default="coalesce")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_id: Mapped[str | None] = mapped_column(String(36))
+    fires: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScheduleFire(Base):
+    """One fire of a schedule. The unique (schedule, instant) pair makes each fire
+    happen once however many beats run."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    beat: Mapped[str | None] = mapped_column(String(200))

@@ -65,14 +65,19 @@ def _run_embedded(settings: Settings, concurrency: int) -> None:
     from workers.doorbell import LocalDoorbell
     from workers.runtime import Runtime
 
+    from scheduler.beat import Beat
+
     rt = Runtime.build(settings)
     rt.db.upgrade()
     doorbell = LocalDoorbell(rt, concurrency=min(concurrency, 32))
+    beat = Beat(rt, doorbell, reconcile=False)
     stop = threading.Event()
     log.info("embedded worker ready (database %s)", settings.resolved_database_url)
     print("memq embedded worker ready; Ctrl-C stops it", flush=True)
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
+            # No beat runs in embedded mode: this loop fires schedules too.
+            beat.tick()
             reconcile_once(rt, doorbell, idle_s=0.0)
     except KeyboardInterrupt:
         pass

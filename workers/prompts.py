@@ -14,8 +14,9 @@ are done and are waiting for the next event. If a tool fails you get another ste
 automatically, so you can correct the call.
 
 Events reach you as JSON in user messages: "user_message" (the user spoke), \
-"heartbeat" (you were given another step) and "system_alert" (memq telling you \
-something important). Tool results come back as JSON with a status of OK or Failed.
+"heartbeat" (you were given another step), "system_alert" (memq telling you \
+something important) and "scheduled_wakeup" (a schedule your user set up woke you; \
+its message says what to do). Tool results come back as JSON with a status of OK or Failed.
 
 Your memory
 - Core memory is the block list below. It is always in front of you and is limited \

@@ -29,6 +29,7 @@ def enqueue_message(
     max_chars: int,
     idempotency_key: str | None = None,
     event_type: EventType = EventType.USER_MESSAGE,
+    event_fields: dict[str, object] | None = None,
 ) -> tuple[Run, bool]:
     """Store a run and its inbox event. Returns (run, created).
 
@@ -59,7 +60,7 @@ def enqueue_message(
         completion_tokens=0,
         created_at=now,
     )
-    event = {"type": event_type.value, "message": text, "time": iso_utc(now)}
+    event = {"type": event_type.value, "message": text, **(event_fields or {}), "time": iso_utc(now)}
     try:
         with session.begin_nested():
             session.add(run)

@@ -14,6 +14,7 @@ from typing import Any
 
 from memq.constants import RunStatus
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
+from memq.batches import BatchOps
 from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
 from memq.views import AgentView, BlockView, MessageView, RunView
@@ -23,7 +24,7 @@ from workers.runtime import Runtime
 log = logging.getLogger("memq.client")
 
 
-class Client(ScheduleOps):
+class Client(ScheduleOps, BatchOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
     def __init__(self, rt: Runtime, doorbell: Any) -> None:

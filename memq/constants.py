@@ -28,10 +28,11 @@ class RunStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CHAIN_CAPPED = "chain_capped"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CHAIN_CAPPED)
+        return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CHAIN_CAPPED, RunStatus.CANCELLED)
 
 
 class Role(StrEnum):

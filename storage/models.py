@@ -122,6 +122,8 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -169,6 +171,7 @@ class StepRecord(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     llm_latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     llm_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     context_tokens: Mapped[int] = mapped_column(Integer, default=0)
     evicted_messages: Mapped[int] = mapped_column(Integer, default=0)
     tool_name: Mapped[str | None] = mapped_column(String(200))
@@ -211,3 +214,32 @@ class ScheduleFire(Base):
     fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(String(36))
     beat: Mapped[str | None] = mapped_column(String(200))
+
+
+class Batch(Base):
+    """A submitted JSONL file: its items become runs on the batch queue."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str | None] = mapped_column(String(500))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BatchItem(Base):
+    """One input line of a batch, valid (with its run) or not (with its error)."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "line"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str | None] = mapped_column(String(200))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    message: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    error: Mapped[str | None] = mapped_column(Text)

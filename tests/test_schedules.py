@@ -84,7 +84,7 @@ def test_missed_fires_follow_the_policy_after_a_beat_outage(client, agent, polic
     # when the beat was down for a minute and comes back at t0+65s
     fired = fire_due(client.rt, t0 + timedelta(seconds=65), "test-beat")
     # then the missed instants fired as the policy says, and the next one is in the future
-    assert len(fired) == expected
+    assert len([a for a, _ in fired if a == agent.id]) == expected
     shown = next(s for s in client.list_schedules(agent.id) if s.id == sch.id)
     assert datetime.fromisoformat(shown.next_fire_at.replace("Z", "+00:00")) == t0 + timedelta(seconds=70)
     if policy == "coalesce":
@@ -95,10 +95,10 @@ def test_pause_resume_delete(client, agent):
     sch = client.add_schedule(agent.id, "tick", every="1s")
     now = datetime.now(UTC)
     assert client.pause_schedule(sch.id).paused
-    assert fire_due(client.rt, now + timedelta(seconds=5), "b") == []
+    assert [a for a, _ in fire_due(client.rt, now + timedelta(seconds=5), "b") if a == agent.id] == []
     resumed = client.resume_schedule(sch.id)
     assert not resumed.paused
-    assert len(fire_due(client.rt, now + timedelta(seconds=5), "b")) == 1
+    assert len([a for a, _ in fire_due(client.rt, now + timedelta(seconds=5), "b") if a == agent.id]) == 1
     client.delete_schedule(sch.id)
     assert client.list_schedules(agent.id) == []
     from storage.repository.errors import NotFound

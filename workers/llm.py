@@ -63,6 +63,7 @@ class LLMReply:
     tool_calls: list[ToolCall]
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempts: int = 1
     retries: list[str] = field(default_factory=list)
@@ -117,6 +118,7 @@ class LLMClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._litellm: Any = None
+        self._unpriced: set[str] = set()
 
     @property
     def litellm(self) -> Any:
@@ -152,7 +154,19 @@ class LLMClient:
             tool_calls=calls,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            cost_usd=self._cost(response),
         )
+
+    def _cost(self, response: Any) -> float:
+        """The call's price where litellm knows the model's rates; 0 otherwise."""
+        model = getattr(response, "model", None) or ""
+        if model in self._unpriced:
+            return 0.0
+        try:
+            return float(self.litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # an unmapped model: litellm raises each time, so remember it
+            self._unpriced.add(model)
+            return 0.0
 
     def complete(
         self,
@@ -209,6 +223,7 @@ class LLMClient:
                 tool_calls=reply.tool_calls,
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
+                cost_usd=reply.cost_usd,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 attempts=attempt,
                 retries=errors,

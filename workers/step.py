@@ -265,9 +265,13 @@ def _commit(
             m.agent_id, m.run_id, m.step_no, m.created_at = agent_id, run.id, step_no, finished_at
             s.add(m)
         if turn.inbox_item is not None:
-            s.execute(
-                update(InboxItem).where(InboxItem.id == turn.inbox_item.id).values(consumed_at=finished_at)
+            consumed = s.execute(
+                update(InboxItem)
+                .where(InboxItem.id == turn.inbox_item.id, InboxItem.consumed_at.is_(None))
+                .values(consumed_at=finished_at)
             )
+            if consumed.rowcount != 1:  # cancelled meanwhile (its batch was cancelled)
+                raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_item.id} was withdrawn")
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
         s.execute(
             update(Run)
@@ -279,6 +283,7 @@ def _commit(
                 error=outcome.error,
                 prompt_tokens=run.prompt_tokens + reply.prompt_tokens,
                 completion_tokens=run.completion_tokens + reply.completion_tokens,
+                cost_usd=run.cost_usd + reply.cost_usd,
                 started_at=run.started_at or started_at,
                 finished_at=finished_at if outcome.status.finished else None,
             )
@@ -297,6 +302,7 @@ def _commit(
                 prompt_chars=context.chars if context else 0,
                 prompt_tokens=reply.prompt_tokens,
                 completion_tokens=reply.completion_tokens,
+                cost_usd=reply.cost_usd,
                 context_tokens=context.tokens if context else 0,
                 evicted_messages=context.evicted if context else 0,
                 llm_latency_ms=reply.latency_ms,

@@ -30,6 +30,7 @@ def enqueue_message(
     idempotency_key: str | None = None,
     event_type: EventType = EventType.USER_MESSAGE,
     event_fields: dict[str, object] | None = None,
+    batch_id: str | None = None,
 ) -> tuple[Run, bool]:
     """Store a run and its inbox event. Returns (run, created).
 
@@ -58,9 +59,17 @@ def enqueue_message(
         idempotency_key=idempotency_key,
         prompt_tokens=0,
         completion_tokens=0,
+        cost_usd=0.0,
+        batch_id=batch_id,
         created_at=now,
     )
     event = {"type": event_type.value, "message": text, **(event_fields or {}), "time": iso_utc(now)}
+    if idempotency_key is None:
+        session.add(run)
+        session.flush()  # the inbox row's foreign key needs the run first
+        session.add(InboxItem(agent_id=agent_id, run_id=run.id, event=event, created_at=now))
+        session.flush()
+        return run, True
     try:
         with session.begin_nested():
             session.add(run)
@@ -69,8 +78,6 @@ def enqueue_message(
             session.flush()
     except IntegrityError:
         # Two sends with one key raced: the other one's run stands.
-        if idempotency_key is None:
-            raise
         existing = session.scalars(
             select(Run).where(Run.agent_id == agent_id, Run.idempotency_key == idempotency_key)
         ).one()

@@ -1,0 +1,212 @@
+"""Batches in the Python client: validate a JSONL file, submit it, follow it, read results.
+
+Every line is validated before anything is written; with skip_invalid the bad
+lines are kept as results with their error instead of stopping the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from memq.constants import Queue, RunStatus
+from storage.repository.errors import BadInput
+
+AGENT_FIELDS = {"name", "persona", "human", "model"}
+
+
+class BatchInvalid(BadInput):
+    """Lines that failed validation; nothing was enqueued."""
+
+    def __init__(self, errors: list[tuple[int, str]]) -> None:
+        self.errors = errors
+        shown = "; ".join(f"line {n}: {e}" for n, e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"{len(errors)} invalid line(s): {shown}{more}")
+
+
+@dataclass
+class Line:
+    line: int
+    item_id: str | None = None
+    agent_id: str | None = None
+    agent: dict[str, str] | None = None
+    message: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_line(number: int, raw: str, *, create_agents: bool, max_chars: int) -> Line:
+    """One JSONL line -> Line (errors collected, never raised)."""
+    item = Line(number)
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        item.errors.append(f"not valid JSON ({exc.msg})")
+        return item
+    if not isinstance(obj, dict):
+        item.errors.append("must be a JSON object")
+        return item
+    allowed = {"id", "message", "agent_id"} | ({"agent"} if create_agents else set())
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        hint = " (use --create-agents for 'agent')" if "agent" in unknown else ""
+        item.errors.append(f"unknown field(s): {', '.join(unknown)}{hint}")
+    if "id" in obj:
+        if isinstance(obj["id"], (str, int)) and not isinstance(obj["id"], bool):
+            item.item_id = str(obj["id"])
+        else:
+            item.errors.append("'id' must be a string or integer")
+    message = obj.get("message")
+    if not isinstance(message, str) or not message.strip():
+        item.errors.append("'message' must be a non-empty string")
+    elif len(message) > max_chars:
+        item.errors.append(f"'message' has {len(message)} characters; the limit is {max_chars}")
+    else:
+        item.message = message
+    has_id, has_agent = "agent_id" in obj, "agent" in obj and create_agents
+    if has_id == has_agent:
+        item.errors.append("give exactly one of 'agent_id'" + (" or 'agent'" if create_agents else ""))
+    elif has_id:
+        if isinstance(obj["agent_id"], str) and obj["agent_id"]:
+            item.agent_id = obj["agent_id"]
+        else:
+            item.errors.append("'agent_id' must be a non-empty string")
+    else:
+        spec = obj["agent"]
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"].strip():
+            item.errors.append("'agent' must be an object with a non-empty 'name'")
+        elif set(spec) - AGENT_FIELDS or not all(isinstance(v, str) for v in spec.values()):
+            item.errors.append(f"'agent' takes string fields {', '.join(sorted(AGENT_FIELDS))}")
+        else:
+            item.agent = spec
+    return item
+
+
+def parse_jsonl(lines: Iterable[str], *, create_agents: bool, max_chars: int) -> list[Line]:
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        if raw.strip():
+            out.append(parse_line(number, raw, create_agents=create_agents, max_chars=max_chars))
+    return out
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    total: int
+    invalid: int
+    cancelled: bool
+    finished: bool
+    counts: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class BatchOps:
+    """Batch methods of the client; needs self.rt, self.doorbell and create_agent."""
+
+    rt: Any
+    doorbell: Any
+
+    def submit_batch(
+        self, lines: Iterable[str], *, create_agents: bool = False, skip_invalid: bool = False, source: str | None = None
+    ) -> dict[str, Any]:
+        """Validate every line, then enqueue the valid ones in line order; returns {"batch_id", ...}."""
+        from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
+        from storage import repository as repo
+        from storage.repository import batches as brepo
+
+        settings = self.rt.settings
+        items = parse_jsonl(lines, create_agents=create_agents, max_chars=settings.max_message_chars)
+        if not items:
+            raise BadInput("the batch has no lines")
+        with self.rt.db.transaction() as s:
+            known = {a.id for a in repo.list_agents(s)} if any(i.agent_id for i in items) else set()
+            for item in items:
+                if item.agent_id and item.agent_id not in known:
+                    item.errors.append(f"unknown agent: {item.agent_id}")
+            bad = [i for i in items if i.errors]
+            if bad and not skip_invalid:
+                raise BatchInvalid([(i.line, "; ".join(i.errors)) for i in bad])
+            batch = brepo.create_batch(s, source=source, total=len(items), invalid=len(bad))
+            created: dict[str, str] = {}
+            agents_queued: dict[str, None] = {}
+            for item in items:
+                if item.errors:
+                    brepo.add_item(s, batch.id, line=item.line, item_id=item.item_id, agent_id=item.agent_id,
+                                   message=item.message, error="; ".join(item.errors))
+                    continue
+                if item.agent is not None:
+                    name = item.agent["name"]
+                    if name not in created:
+                        created[name] = repo.create_agent(
+                            s,
+                            name=name,
+                            blocks={"persona": item.agent.get("persona") or DEFAULT_PERSONA,
+                                    "human": item.agent.get("human") or DEFAULT_HUMAN},
+                            limit_chars=settings.core_block_limit_chars,
+                            model=item.agent.get("model"),
+                            queue=Queue.BATCH.value,
+                        ).id
+                    item.agent_id = created[name]
+                run, _ = repo.enqueue_message(
+                    s, item.agent_id, item.message, max_chars=settings.max_message_chars, batch_id=batch.id
+                )
+                brepo.add_item(s, batch.id, line=item.line, item_id=item.item_id, agent_id=item.agent_id,
+                               message=item.message, run_id=run.id)
+                agents_queued[item.agent_id] = None
+            batch_id = batch.id
+        # One doorbell per agent: each step rings again while its inbox is not empty.
+        for agent_id in agents_queued:
+            self.doorbell.ring(agent_id, Queue.BATCH.value)
+        return {"batch_id": batch_id, "total": len(items), "enqueued": len(items) - len(bad),
+                "invalid": len(bad), "agents_created": len(created)}
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        from storage.repository import batches as brepo
+
+        with self.rt.db.transaction() as s:
+            batch = brepo.get_batch(s, batch_id)
+            counts = brepo.batch_counts(s, batch_id)
+        by_status = counts["by_status"]
+        pending = sum(n for st, n in by_status.items() if not RunStatus(st).finished)
+        return BatchStatus(
+            batch_id=batch_id, total=batch.total, invalid=batch.invalid, cancelled=batch.cancelled,
+            finished=pending == 0, counts=by_status, prompt_tokens=counts["prompt_tokens"],
+            completion_tokens=counts["completion_tokens"], cost_usd=counts["cost_usd"],
+        )
+
+    def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        """One row per input line, in line order."""
+        from storage.repository import batches as brepo
+
+        with self.rt.db.transaction() as s:
+            brepo.get_batch(s, batch_id)
+            rows = brepo.batch_rows(s, batch_id)
+            return [
+                {
+                    "line": item.line,
+                    "id": item.item_id,
+                    "agent_id": item.agent_id,
+                    "message": item.message,
+                    "run_id": item.run_id,
+                    "status": run.status if run else "invalid",
+                    "replies": list(run.replies or []) if run else [],
+                    "error": (run.error if run else item.error),
+                    "prompt_tokens": run.prompt_tokens if run else 0,
+                    "completion_tokens": run.completion_tokens if run else 0,
+                    "cost_usd": run.cost_usd if run else 0.0,
+                }
+                for item, run in rows
+            ]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        from storage.repository import batches as brepo
+
+        with self.rt.db.transaction() as s:
+            cancelled = brepo.cancel_batch(s, batch_id)
+        return {"batch_id": batch_id, "cancelled_runs": cancelled}

@@ -1,0 +1,1 @@
+"""The `memq` command line: typer + rich, importing the heavy parts only when a command runs."""

@@ -1,0 +1,47 @@
+"""`memq`: the typer app and its entry point.
+
+Nothing heavy is imported here (no litellm, celery or SQLAlchemy models): each
+command imports what it needs when it runs, so ``memq --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from memq.cli import agents, ops, talk
+
+app = typer.Typer(
+    name="memq",
+    help="Stateful MemGPT-style LLM agents on Celery. Every command takes --json.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.add_typer(agents.app, name="agent")
+talk.register(app)
+app.add_typer(agents.memory_app, name="memory")
+app.add_typer(ops.db_app, name="db")
+ops.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: usage errors exit 2, everything else is one line on stderr."""
+    try:
+        app(args=argv, prog_name="memq")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        from memq.cli.errors import handle
+
+        sys.exit(handle(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`memq db upgrade`, `memq worker` (and registers `memq demo`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from memq.cli.connect import load_settings
+from memq.cli.opts import Json
+from memq.cli.output import CLIError, emit_json, mask_url
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+POOLS = ("threads", "prefork", "gevent", "solo")
+LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_out: Json = False) -> None:
+    """Apply every database migration."""
+    settings = load_settings()
+    url = settings.resolved_database_url
+    from storage.db import Database
+
+    db = Database(url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    if json_out:
+        emit_json({"ok": True, "database": mask_url(url)})
+        return
+    from memq.cli.output import console
+
+    console().print(f"database is up to date: {mask_url(url)}", markup=False)
+
+
+def _parse_queues(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    from memq.constants import ALL_QUEUES
+
+    queues = [q.strip() for q in raw.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in ALL_QUEUES]
+    if not queues or unknown:
+        bad = ", ".join(unknown) or "(none)"
+        raise CLIError(f"unknown queue {bad}; choose from {','.join(ALL_QUEUES)}")
+    return queues
+
+
+def worker(
+    concurrency: Annotated[
+        Optional[int], typer.Option(help="Steps in flight (default MEMQ_WORKER_CONCURRENCY).")
+    ] = None,
+    queues: Annotated[
+        Optional[str], typer.Option(help="Comma-separated queues (default: all).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="threads|prefork|gevent|solo")] = "threads",
+    loglevel: Annotated[str, typer.Option(help="DEBUG|INFO|WARNING|ERROR|CRITICAL")] = "INFO",
+    hostname: Annotated[Optional[str], typer.Option(help="Celery node name.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Run a worker: Celery when MEMQ_BROKER_URL is set, else the embedded poller."""
+    if concurrency is not None and concurrency < 1:
+        raise CLIError(f"--concurrency must be at least 1 (got {concurrency})")
+    if pool not in POOLS:
+        raise CLIError(f"unknown pool {pool!r}; choose from {'|'.join(POOLS)}")
+    level = loglevel.upper()
+    if level not in LOGLEVELS:
+        raise CLIError(f"unknown log level {loglevel!r}; choose from {'|'.join(LOGLEVELS)}")
+    parsed = _parse_queues(queues)
+    settings = load_settings()
+    from workers.main import run_worker
+
+    kwargs: dict = {"concurrency": concurrency, "pool": pool, "loglevel": level}
+    if parsed is not None:
+        kwargs["queues"] = parsed
+    if hostname:
+        kwargs["hostname"] = hostname
+    if settings.embedded:
+        import logging
+
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not json_out:
+        run_worker(settings, **kwargs)
+        return
+    from contextlib import redirect_stdout
+
+    try:
+        with redirect_stdout(sys.stderr):  # stdout is kept for the one JSON document
+            run_worker(settings, **kwargs)
+    finally:
+        emit_json({"stopped": True, "embedded": settings.embedded})
+
+
+def register(app: typer.Typer) -> None:
+    from memq.cli import demo
+
+    app.command("worker")(worker)
+    app.command("demo")(demo.demo)

@@ -1,0 +1,126 @@
+"""Human (rich) rendering of agents, runs, memory and transcripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich import box
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from memq.cli.output import console
+
+_ROLE_STYLE = {"user_message": "bold cyan", "heartbeat": "dim", "system_alert": "yellow"}
+
+
+def agent_created(agent: Any) -> None:
+    console().print(Text.assemble("created agent ", (agent.name, "bold"), " ", (agent.id, "cyan")))
+
+
+def agent_table(agents: list[Any]) -> None:
+    if not agents:
+        console().print(Text("no agents yet: memq agent create --name NAME", style="dim"))
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True, style="cyan")
+    table.add_column("name", no_wrap=True)
+    table.add_column("model")
+    table.add_column("msgs", justify="right")
+    table.add_column("state")
+    for a in agents:
+        state = "busy" if a.busy else ("working" if a.active_run_id else "idle")
+        table.add_row(a.id, a.name, a.model or "(default)", str(a.messages), state)
+    console().print(table)
+
+
+def agent_details(agent: Any) -> None:
+    table = Table.grid(padding=(0, 2))
+    for key, value in agent.model_dump().items():
+        table.add_row(Text(key, style="bold"), Text("" if value is None else str(value)))
+    console().print(table)
+
+
+def blocks(items: list[Any]) -> None:
+    for b in items:
+        title = f"{b.label}  [{len(b.value)}/{b.limit} chars]"
+        console().print(Panel(Text(b.value or "(empty)"), title=title, title_align="left"))
+
+
+def run_result(run: Any, *, waited: bool, timed_out: bool = False) -> None:
+    """The replies of a run, then a dim status line."""
+    for reply in run.replies:
+        console().print(Text.assemble(("agent: ", "bold green"), reply))
+    parts = [run.status, f"{run.steps} step{'s' if run.steps != 1 else ''}", f"run {run.run_id}"]
+    if timed_out:
+        parts.append("still going: see `memq messages` later")
+    elif not waited and run.status == "queued":
+        parts.append("add --wait to see the replies")
+    console().print(Text(" · ".join(parts), style="dim"))
+
+
+def _args_text(raw: str | None) -> str:
+    """``k=v, ...`` for well-formed arguments; malformed ones as received."""
+    try:
+        args = json.loads(raw or "{}")
+    except ValueError:
+        return raw or ""
+    if not isinstance(args, dict):
+        return raw or ""
+    shown = {k: v for k, v in args.items() if k != "request_heartbeat"}
+    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in shown.items())
+    if args.get("request_heartbeat"):
+        text += ", request_heartbeat=true" if text else "request_heartbeat=true"
+    return text
+
+
+def _user_line(content: str | None) -> Text:
+    try:
+        event = json.loads(content or "")
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or "type" not in event:
+        return Text.assemble(("user: ", "bold cyan"), content or "")
+    kind = str(event["type"])
+    body = str(event.get("message", event.get("reason", "")))
+    if kind == "user_message":
+        return Text.assemble(("user: ", "bold cyan"), body)
+    label = {"heartbeat": "[heartbeat] ", "system_alert": "[system alert] "}.get(kind, f"[{kind}] ")
+    return Text(label + body, style=_ROLE_STYLE.get(kind, "dim"))
+
+
+def _tool_line(content: str | None) -> Text:
+    try:
+        result = json.loads(content or "")
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return Text("  ↳ " + (content or ""), style="dim")
+    failed = result.get("status") != "OK"
+    text = f"  ↳ {result.get('status', '?')}: {result.get('message', '')}"
+    return Text(text, style="red" if failed else "dim")
+
+
+def transcript(messages: list[Any]) -> None:
+    """A readable transcript: events, inner monologue (dim), tool calls and results."""
+    out = console()
+    if not messages:
+        out.print(Text("no messages yet", style="dim"))
+    for m in messages:
+        stamp = Text(m.created_at[11:19] + " ", style="dim") if m.created_at else Text("")
+        if m.role == "user":
+            out.print(stamp + _user_line(m.content))
+        elif m.role == "assistant":
+            if m.content:
+                out.print(stamp + Text(f"(thinking) {m.content}", style="dim italic"))
+            for call in m.tool_calls or []:
+                fn = call.get("function") or {}
+                name = fn.get("name") or "?"
+                line = Text.assemble(stamp, ("→ ", "magenta"), (name, "bold magenta"))
+                line.append(f"({_args_text(fn.get('arguments'))})")
+                out.print(line)
+        elif m.role == "tool":
+            out.print(_tool_line(m.content))
+        else:
+            out.print(stamp + Text(f"[{m.role}] {m.content or ''}", style="dim"))

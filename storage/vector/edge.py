@@ -1,0 +1,344 @@
+"""Embedded backend: ``qdrant-edge-py``, the Qdrant engine in-process.
+
+Layout under the store path (``MEMQ_QDRANT_PATH``)::
+
+    <path>/memq-vector.lock   flock held while a process has the store open
+    <path>/recall/            one EdgeShard per collection
+    <path>/archival/
+
+One process at a time: the store is locked with ``fcntl.flock`` when opened and
+a second opener (another process, or a second EdgeIndex in this one) gets
+``VectorStoreLocked`` naming the holder's pid, instead of qdrant-edge's
+``Can't init WAL: Kind(WouldBlock)``.
+
+Indexing policy (measured, see ``storage/vector/bench.py``): an edge shard has no
+background optimizer. New points land in an appendable, unindexed segment and
+are searchable as soon as ``upsert`` returns; a search filtered by ``agent_id``
+goes through the keyword payload index and scores only that agent's points
+exactly (sub-millisecond for thousands of points per agent, ~5 ms at 20 000).
+Building the HNSW graph (``optimize()``) blocks, holds the GIL for its whole
+run (every other thread of the process stalls) and takes tens of seconds to
+minutes at 100k points on this 2-core machine, and per-agent searches were not
+faster afterwards. So this backend never optimizes implicitly: ``optimize()`` is
+an explicit maintenance call (reindex, or idle time in a process that runs no
+steps), also useful to vacuum deleted points.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from storage.vector.base import (
+    AGENT_ID,
+    COLLECTIONS,
+    CREATED_AT_S,
+    KIND,
+    ROW_ID,
+    DimensionMismatch,
+    Hit,
+    Point,
+    VectorIndexError,
+    VectorStoreLocked,
+    check_agent_id,
+    check_collection,
+    check_dim,
+    check_page,
+    check_vector,
+    point_id,
+    point_payload,
+    row_ids,
+)
+
+LOCK_FILE = "memq-vector.lock"
+UPSERT_BATCH = 512
+
+
+def _qe() -> Any:
+    try:
+        import qdrant_edge
+    except ImportError as exc:  # pragma: no cover - a dependency of memq
+        raise VectorIndexError(
+            "the embedded vector store needs qdrant-edge-py (pip install qdrant-edge-py), "
+            "or set MEMQ_QDRANT_URL to use a Qdrant server"
+        ) from exc
+    return qdrant_edge
+
+
+class _StoreLock:
+    """An exclusive, non-blocking flock on ``<path>/memq-vector.lock``.
+
+    flock belongs to the open file description, so a second open in the same
+    process conflicts as well, and the kernel drops it when the process dies
+    (a crashed holder never leaves a stale lock).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path / LOCK_FILE
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                who = f"process {holder}" if holder else "another process"
+                raise VectorStoreLocked(
+                    f"the embedded vector store at {path} is already open by {who}; "
+                    "only one process may open it at a time (stop that process, or run "
+                    "a Qdrant server and set MEMQ_QDRANT_URL so many processes can share it)"
+                ) from exc
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+
+class EdgeIndex:
+    """VectorIndex over two qdrant-edge shards in one directory."""
+
+    def __init__(self, path: str | os.PathLike[str], dim: int | None = None) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = _StoreLock(self.path)
+        self._pid = os.getpid()
+        self._shards: dict[str, Any] = {}
+        self._mutex = threading.Lock()  # guards open/close, not the (thread-safe) shards
+        self._closed = False
+        self.dim = 0
+        if dim is not None:
+            try:
+                self.ensure_collections(dim)
+            except BaseException:
+                self.close()
+                raise
+
+    # -- lifecycle ---------------------------------------------------------
+    def _config(self, dim: int) -> Any:
+        qe = _qe()
+        return qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+
+    def ensure_collections(self, dim: int) -> None:
+        check_dim(dim)
+        qe = _qe()
+        with self._mutex:
+            self._check_open()
+            if self._shards:
+                if dim != self.dim:
+                    raise DimensionMismatch(
+                        f"the vector store at {self.path} is open with dim={self.dim}, not {dim}"
+                    )
+                return
+            shards: dict[str, Any] = {}
+            try:
+                for name in COLLECTIONS:
+                    shards[name] = self._open_shard(qe, name, dim)
+            except BaseException:
+                for shard in shards.values():
+                    shard.close()
+                raise
+            self._shards = shards
+            self.dim = dim
+
+    def _open_shard(self, qe: Any, name: str, dim: int) -> Any:
+        shard_path = self.path / name
+        config = self._config(dim)
+        segments = shard_path / "segments"
+        if segments.is_dir() and any(segments.iterdir()):
+            try:
+                shard = qe.EdgeShard.load(str(shard_path), config)
+            except Exception as exc:
+                if "incompatible" in str(exc).lower():
+                    raise DimensionMismatch(
+                        f"the {name!r} collection at {shard_path} holds vectors of another "
+                        f"dimension than dim={dim} (MEMQ_EMBEDDING_DIM): {exc}. Use the "
+                        "embedding model it was built with, or delete the directory and "
+                        "rebuild it from Postgres (memq reindex)"
+                    ) from exc
+                raise VectorIndexError(f"cannot open the {name!r} shard at {shard_path}: {exc}") from exc
+        else:
+            shard = qe.EdgeShard.create(str(shard_path), config)
+        try:
+            schema = shard.info().payload_schema
+            wanted = {
+                AGENT_ID: qe.KeywordIndexParams(is_tenant=True),
+                KIND: qe.PayloadSchemaType.Keyword,
+                CREATED_AT_S: qe.PayloadSchemaType.Float,
+                ROW_ID: qe.PayloadSchemaType.Integer,
+            }
+            for field_name, schema_type in wanted.items():
+                if field_name not in schema:
+                    shard.update(qe.UpdateOperation.create_field_index(field_name, schema_type))
+        except BaseException:
+            shard.close()
+            raise
+        return shard
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VectorIndexError(f"the vector store at {self.path} is closed")
+        if os.getpid() != self._pid:
+            # A forked child shares the parent's lock and files: two writers, one store.
+            raise VectorIndexError(
+                f"the vector store at {self.path} was opened by process {self._pid} and "
+                f"cannot be used from forked process {os.getpid()}; open it after forking"
+            )
+
+    def _shard(self, collection: str) -> Any:
+        check_collection(collection)
+        self._check_open()
+        shard = self._shards.get(collection)
+        if shard is None:
+            raise VectorIndexError("call ensure_collections(dim) before using the index")
+        return shard
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closed or os.getpid() != self._pid:
+                return  # a forked child must not flush or unlock its parent's store
+            self._closed = True
+            shards, self._shards = self._shards, {}
+            try:
+                for shard in shards.values():
+                    try:
+                        shard.flush()
+                    finally:
+                        shard.close()
+            finally:
+                self._lock.release()
+
+    def __enter__(self) -> "EdgeIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ------------------------------------------------------------
+    def upsert(self, collection: str, points: list[Point]) -> None:
+        shard = self._shard(collection)
+        if not points:
+            return
+        qe = _qe()
+        built = [
+            qe.Point(
+                point_id(collection, p.id),
+                check_vector(p.vector, self.dim, f"row {p.id}"),
+                point_payload(collection, p),
+            )
+            for p in points
+        ]
+        for start in range(0, len(built), UPSERT_BATCH):
+            shard.update(qe.UpdateOperation.upsert_points(built[start : start + UPSERT_BATCH]))
+
+    def delete_agent(self, collection: str, agent_id: str) -> None:
+        shard = self._shard(collection)
+        qe = _qe()
+        shard.update(qe.UpdateOperation.delete_points_by_filter(self._filter(agent_id)))
+
+    def delete_points(self, collection: str, row_ids_: Iterable[int]) -> None:
+        shard = self._shard(collection)
+        ids = [point_id(collection, r) for r in row_ids(row_ids_)]
+        if ids:
+            shard.update(_qe().UpdateOperation.delete_points(ids))
+
+    # -- reads -------------------------------------------------------------
+    def _filter(
+        self,
+        agent_id: str,
+        created_from_s: float | None = None,
+        created_to_s: float | None = None,
+        kind: str | Sequence[str] | None = None,
+    ) -> Any:
+        qe = _qe()
+        must = [qe.FieldCondition(key=AGENT_ID, match=qe.MatchValue(check_agent_id(agent_id)))]
+        if created_from_s is not None or created_to_s is not None:
+            must.append(
+                qe.FieldCondition(
+                    key=CREATED_AT_S,
+                    range=qe.RangeFloat(
+                        gte=None if created_from_s is None else float(created_from_s),
+                        lt=None if created_to_s is None else float(created_to_s),
+                    ),
+                )
+            )
+        if kind is not None:
+            kinds = [kind] if isinstance(kind, str) else [str(k) for k in kind]
+            must.append(qe.FieldCondition(key=KIND, match=qe.MatchAny(kinds)))
+        return qe.Filter(must=must)
+
+    def search(
+        self,
+        collection: str,
+        agent_id: str,
+        vector: Sequence[float],
+        limit: int,
+        offset: int = 0,
+        created_from_s: float | None = None,
+        created_to_s: float | None = None,
+        kind: str | Sequence[str] | None = None,
+    ) -> list[Hit]:
+        shard = self._shard(collection)
+        check_page(limit, offset)
+        qe = _qe()
+        request = qe.QueryRequest(
+            query=qe.Query.Nearest(check_vector(vector, self.dim, "query")),
+            filter=self._filter(agent_id, created_from_s, created_to_s, kind),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+        )
+        hits = []
+        for sp in shard.query(request):
+            payload = dict(sp.payload or {})
+            hits.append(Hit(row_id=int(payload[ROW_ID]), score=float(sp.score), payload=payload))
+        return hits
+
+    def count(self, collection: str, agent_id: str) -> int:
+        shard = self._shard(collection)
+        return int(shard.count(_qe().CountRequest(exact=True, filter=self._filter(agent_id))))
+
+    # -- maintenance -------------------------------------------------------
+    def optimize(self) -> bool:
+        """Build HNSW indexes, merge and vacuum segments. Blocking, holds the GIL.
+
+        Not part of VectorIndex and never called implicitly: run it from
+        maintenance code, not from a process that has steps in flight.
+        """
+        changed = False
+        for name in COLLECTIONS:
+            changed = bool(self._shard(name).optimize()) or changed
+        return changed
+
+    def flush(self) -> None:
+        for name in COLLECTIONS:
+            self._shard(name).flush()
+
+    def info(self) -> dict[str, dict[str, int]]:
+        """Per collection: points, segments and HNSW-indexed vectors."""
+        out = {}
+        for name in COLLECTIONS:
+            i = self._shard(name).info()
+            out[name] = {
+                "points": i.points_count,
+                "segments": i.segments_count,
+                "indexed_vectors": i.indexed_vectors_count,
+            }
+        return out

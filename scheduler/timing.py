@@ -132,8 +132,8 @@ def due_fires(
 ) -> tuple[list[datetime], datetime | None]:
     """Instants to fire now and the next one after them.
 
-    An instant is missed when it is older than grace_s; a beat that is merely a
-    tick late fires it under every policy.
+    An instant is missed when it is older than grace_s: a beat that is merely a
+    tick late fires the latest instant under every policy.
     """
     due: list[datetime] = []
     t: datetime | None = next_fire_at
@@ -150,12 +150,11 @@ def due_fires(
         t = next_after(spec, t)
     if not due:
         return [], next_fire_at
-    missed = [d for d in due if (now - d).total_seconds() > grace_s]
-    on_time = [d for d in due if d not in missed]
+    latest_on_time = (now - due[-1]).total_seconds() <= grace_s
     if policy is MissedPolicy.ALL:
         fire = due[-MAX_CATCHUP:]
     elif policy is MissedPolicy.SKIP:
-        fire = on_time
+        fire = [due[-1]] if latest_on_time else []
     else:
         fire = [due[-1]]
     return fire, t

@@ -76,19 +76,21 @@ def test_cron_in_a_time_zone_fires_at_the_right_instants_across_dst(client, agen
     assert hourly_utc == [datetime(2026, 10, 25, h, 0) for h in range(0, 4)]
 
 
-@pytest.mark.parametrize("policy, expected", [("coalesce", 1), ("skip", 0), ("all", 6)])
+@pytest.mark.parametrize("policy, expected", [("coalesce", 1), ("skip", 0), ("all", 5)])
 def test_missed_fires_follow_the_policy_after_a_beat_outage(client, agent, policy, expected):
-    sch = client.add_schedule(agent.id, "tick", every="10s", missed=policy)
+    sch = client.add_schedule(agent.id, "tick", every="60s", missed=policy)
     t0 = datetime.now(UTC).replace(microsecond=0)
-    _set_next(client, sch.id, t0 + timedelta(seconds=10))
-    # when the beat was down for a minute and comes back at t0+65s
-    fired = fire_due(client.rt, t0 + timedelta(seconds=65), "test-beat")
+    _set_next(client, sch.id, t0 + timedelta(seconds=60))
+    # when the beat was down for over five minutes and comes back at t0+335s
+    # (the latest instant, t0+300s, is older than the 30 s grace)
+    fired = fire_due(client.rt, t0 + timedelta(seconds=335), "test-beat")
     # then the missed instants fired as the policy says, and the next one is in the future
     assert len([a for a, _ in fired if a == agent.id]) == expected
     shown = next(s for s in client.list_schedules(agent.id) if s.id == sch.id)
-    assert datetime.fromisoformat(shown.next_fire_at.replace("Z", "+00:00")) == t0 + timedelta(seconds=70)
+    assert datetime.fromisoformat(shown.next_fire_at.replace("Z", "+00:00")) == t0 + timedelta(seconds=360)
     if policy == "coalesce":
-        assert _fires(client, sch.id)[0].scheduled_for.replace(tzinfo=UTC) == t0 + timedelta(seconds=60)
+        assert _fires(client, sch.id)[0].scheduled_for.replace(tzinfo=UTC) == t0 + timedelta(seconds=300)
+    client.delete_schedule(sch.id)
 
 
 def test_pause_resume_delete(client, agent):

@@ -47,6 +47,8 @@ class StepResult:
     run_id: str | None = None
     run_status: RunStatus | None = None
     more_work: bool = False
+    record: StepRecord | None = None  # the journal row of a committed step
+    takeover: bool = False  # the lease was taken from a holder that never finished
 
 
 @dataclass
@@ -97,7 +99,8 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
     with rt.db.transaction() as s:
         more = repo.has_pending_work(s, agent_id)
     return StepResult(
-        agent_id, result.ran, result.reason, result.run_id, result.run_status, more_work=more
+        agent_id, result.ran, result.reason, result.run_id, result.run_status,
+        more_work=more, record=result.record, takeover=lease.attempts > 1,
     )
 
 
@@ -135,11 +138,11 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
         outcome.error = f"stopped after {steps} chained steps (MEMQ_MAX_CHAIN={rt.settings.max_chain})"
         outcome.heartbeat_reason = None
     try:
-        _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
+        record = _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
     except repo.StaleLease as exc:
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
-    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
 
 
 def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, _Outcome | None]:
@@ -221,10 +224,10 @@ def _give_up(rt: Runtime, lease: repo.Lease) -> StepResult:
     outcome = _failed(turn.event, error, error, StepOutcome.GAVE_UP)
     reply = LLMReply(content=None, tool_calls=[], attempts=0)
     try:
-        _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
+        record = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
-    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status)
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
 
 
 def _commit(
@@ -236,7 +239,7 @@ def _commit(
     tool_ctx: ToolContext,
     context: CompiledContext | None,
     started_at: datetime,
-) -> None:
+) -> StepRecord:
     agent_id, run = turn.agent.id, turn.run
     messages = outcome.messages
     if context is not None and context.alert:
@@ -289,26 +292,26 @@ def _commit(
             )
         )
         s.execute(update(Agent).where(Agent.id == agent_id).values(**agent_values))
-        s.add(
-            StepRecord(
-                agent_id=agent_id,
-                run_id=run.id,
-                step_no=step_no,
-                lease_token=lease.token,
-                worker=rt.worker_id,
-                started_at=started_at,
-                finished_at=finished_at,
-                prompt_messages=len(context.messages) if context else 0,
-                prompt_chars=context.chars if context else 0,
-                prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens,
-                cost_usd=reply.cost_usd,
-                context_tokens=context.tokens if context else 0,
-                evicted_messages=context.evicted if context else 0,
-                llm_latency_ms=reply.latency_ms,
-                llm_attempts=reply.attempts,
-                tool_name=outcome.tool_name,
-                outcome=outcome.step_outcome.value,
-                error=outcome.error,
+        record = StepRecord(
+            agent_id=agent_id,
+            run_id=run.id,
+            step_no=step_no,
+            lease_token=lease.token,
+            worker=rt.worker_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            prompt_messages=len(context.messages) if context else 0,
+            prompt_chars=context.chars if context else 0,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            cost_usd=reply.cost_usd,
+            context_tokens=context.tokens if context else 0,
+            evicted_messages=context.evicted if context else 0,
+            llm_latency_ms=reply.latency_ms,
+            llm_attempts=reply.attempts,
+            tool_name=outcome.tool_name,
+            outcome=outcome.step_outcome.value,
+            error=outcome.error,
             )
-        )
+        s.add(record)
+    return record

@@ -67,9 +67,10 @@ def fire_due(rt: Runtime, now: datetime, beat_id: str) -> list[tuple[str, str]]:
 
 
 class Beat:
-    """The beat loop: fire due schedules every tick_s, reconcile every reconcile_every_s."""
+    """The beat loop: fire schedules as they fall due (checking at least every tick_s),
+    reconcile every reconcile_every_s."""
 
-    def __init__(self, rt: Runtime, doorbell: Doorbell, *, tick_s: float = 0.5, reconcile: bool = True) -> None:
+    def __init__(self, rt: Runtime, doorbell: Doorbell, *, tick_s: float = 1.0, reconcile: bool = True) -> None:
         self.rt = rt
         self.doorbell = doorbell
         self.tick_s = tick_s
@@ -83,24 +84,35 @@ class Beat:
             self.doorbell.ring(agent_id, Queue.SCHEDULE.value)
         return len(fired)
 
+    def _sleep_s(self) -> float:
+        """Until the next due fire, at most tick_s (new schedules are seen within a tick)."""
+        with self.rt.db.transaction() as s:
+            upcoming = sched_repo.next_due_at(s)
+        if upcoming is None:
+            return self.tick_s
+        wait = (as_utc(upcoming) - datetime.now(timezone.utc)).total_seconds()
+        return min(self.tick_s, max(0.0, wait))
+
     def run(self) -> None:
         next_reconcile = 0.0
         while not self._stop.is_set():
             started = time.monotonic()
+            sleep_s = self.tick_s
             try:
                 self.tick()
                 if self.reconcile and started >= next_reconcile:
                     reconcile_once(self.rt, self.doorbell)
                     next_reconcile = started + self.rt.settings.reconcile_every_s
+                sleep_s = self._sleep_s()
             except Exception:  # database or broker restarting: the next tick retries
                 log.warning("beat tick failed", exc_info=True)
-            self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - started)))
+            self._stop.wait(sleep_s)
 
     def stop(self) -> None:
         self._stop.set()
 
 
-def run_beat(settings, *, tick_s: float = 0.5) -> None:
+def run_beat(settings, *, tick_s: float = 1.0) -> None:
     """Entry point of `memq beat` (needs a broker: it rings Celery workers)."""
     from workers.celery_app import create_celery_app
     from workers.doorbell import CeleryDoorbell

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from memq.cli import agents, ops, talk
+from memq.cli import agents, batches, ops, schedules, talk
 
 app = typer.Typer(
     name="memq",
@@ -25,6 +25,9 @@ app.add_typer(agents.app, name="agent")
 talk.register(app)
 app.add_typer(agents.memory_app, name="memory")
 app.add_typer(ops.db_app, name="db")
+app.add_typer(schedules.app, name="schedule")
+app.add_typer(batches.app, name="batch")
+app.command("beat")(schedules.beat)
 ops.register(app)
 
 

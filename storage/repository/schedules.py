@@ -101,3 +101,12 @@ def claim_fire(
 def schedule_fires(session: Session, schedule_id: str) -> list[ScheduleFire]:
     stmt = select(ScheduleFire).where(ScheduleFire.schedule_id == schedule_id).order_by(ScheduleFire.scheduled_for)
     return list(session.scalars(stmt))
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """The earliest upcoming fire of any unpaused schedule."""
+    from sqlalchemy import func
+
+    return session.scalar(
+        select(func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False), Schedule.next_fire_at.is_not(None))
+    )

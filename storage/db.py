@@ -13,6 +13,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy, not the driver, decide where transactions begin (below),
+    # so a SAVEPOINT never starts, and its RELEASE never commits, a transaction.
+    dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; busy_timeout makes writers queue
     # instead of failing when a CLI command and the worker touch the file at once.
@@ -45,6 +48,9 @@ class Database:
                 self.url, connect_args={"check_same_thread": False, "timeout": 30}
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # IMMEDIATE: a transaction that reads before it writes cannot fail to
+            # upgrade its lock later ("database is locked"); writers queue instead.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
             self.engine = create_engine(
                 self.url,

@@ -17,6 +17,7 @@ class Queue(StrEnum):
 ALL_QUEUES = tuple(q.value for q in Queue)
 
 STEP_TASK = "memq.step"
+RATE_KEY_PREFIX = "memq:rate:"  # + model + ":requests" / ":tokens" (Redis hashes)
 RECONCILE_TASK = "memq.reconcile"
 
 

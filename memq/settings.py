@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     llm_backoff_s: float = 1.0
     llm_backoff_max_s: float = 30.0
     llm_max_tokens: int = 1024
+    # Provider limits per model, shared by all workers through Redis (0/unset: none).
+    llm_rpm: int | None = None
+    llm_tpm: int | None = None
+    redis_url: str | None = None  # for the shared limits; defaults to a redis:// broker
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     embedding_model: str | None = None
     embedding_api_base: str | None = None

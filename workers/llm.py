@@ -115,8 +115,9 @@ def _describe(exc: Exception) -> str:
 class LLMClient:
     """Calls chat completions for every step of this process; built once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limiter: Any = None) -> None:
         self.settings = settings
+        self.limiter = limiter
         self._litellm: Any = None
         self._unpriced: set[str] = set()
 
@@ -175,6 +176,7 @@ class LLMClient:
         *,
         model: str | None = None,
         max_tokens: int | None = None,
+        prompt_tokens: int = 0,
         on_wait: Any = None,
     ) -> LLMReply:
         """One chat completion, retried on timeouts, 429, 5xx and connection errors."""
@@ -199,6 +201,8 @@ class LLMClient:
         attempts = s.llm_max_retries + 1
         started = time.perf_counter()
         for attempt in range(1, attempts + 1):
+            if self.limiter is not None:
+                self.limiter.acquire(model, prompt_tokens + kwargs["max_tokens"])
             try:
                 reply = self._parse(self.litellm.completion(**kwargs))
             except Exception as exc:

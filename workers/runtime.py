@@ -15,6 +15,7 @@ from storage.db import Database
 from workers.base_tools import base_toolset
 from workers.context import ContextBuilder
 from workers.llm import LLMClient
+from workers.ratelimit import RateLimiter
 from workers.summarizer import Summarizer
 from workers.tokens import TokenCounter
 from workers.tools import Toolset
@@ -79,7 +80,8 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10) -> "Runtime":
         db = Database(settings.resolved_database_url, pool_size=pool_size)
-        llm = LLMClient(settings)
+        limiter = RateLimiter(settings.llm_rpm, settings.llm_tpm, settings.resolved_redis_url)
+        llm = LLMClient(settings, limiter if limiter.enabled else None)
         tools = base_toolset()
         counter = TokenCounter(settings.context_window)
         return cls(

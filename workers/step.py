@@ -158,7 +158,10 @@ def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, 
         except ContextTooSmall as exc:
             return context, no_reply, _failed(turn.event, str(exc), str(exc), StepOutcome.LLM_FAILED)
         try:
-            return context, rt.llm.complete(context.messages, rt.tools.schemas, model=turn.agent.model), None
+            reply = rt.llm.complete(
+                context.messages, rt.tools.schemas, model=turn.agent.model, prompt_tokens=context.tokens
+            )
+            return context, reply, None
         except ContextTooLong as exc:
             error: LLMError = exc
             log.warning("provider refused the prompt as too long (%d tokens estimated); compacting", context.tokens)

@@ -37,8 +37,15 @@ def agent_table(agents: list[Any]) -> None:
 
 def agent_details(agent: Any) -> None:
     table = Table.grid(padding=(0, 2))
-    for key, value in agent.model_dump().items():
+    for key, value in agent.model_dump(exclude={"context"}).items():
         table.add_row(Text(key, style="bold"), Text("" if value is None else str(value)))
+    ctx = agent.context
+    if ctx is not None:
+        window = f"{ctx.tokens}/{ctx.window} tokens ({ctx.percent}%)" if ctx.window else "no step yet"
+        table.add_row(Text("context", style="bold"), Text(window))
+        table.add_row(Text("in context", style="bold"), Text(f"{ctx.messages_in_context} messages"))
+        table.add_row(Text("in recall", style="bold"), Text(f"{ctx.messages_in_recall} messages"))
+        table.add_row(Text("summary", style="bold"), Text(f"{ctx.summary_chars} characters"))
     console().print(table)
 
 

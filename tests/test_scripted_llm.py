@@ -324,4 +324,5 @@ def test_200_concurrent_requests(server):
         elapsed = time.monotonic() - t0
     assert results == [f"echo: m{i}" for i in range(200)]
     assert len(server.requests()) == 200
-    assert elapsed < 2.5, elapsed
+    # one at a time would take 100 s; concurrently it is about one latency
+    assert elapsed < 20, elapsed

@@ -15,6 +15,7 @@ from typing import Any
 from memq.constants import RunStatus
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.batches import BatchOps
+from memq.memory_client import MemoryOps
 from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
 from memq.views import AgentView, BlockView, MessageView, RunView
@@ -24,7 +25,7 @@ from workers.runtime import Runtime
 log = logging.getLogger("memq.client")
 
 
-class Client(ScheduleOps, BatchOps):
+class Client(ScheduleOps, BatchOps, MemoryOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
     def __init__(self, rt: Runtime, doorbell: Any) -> None:
@@ -38,8 +39,10 @@ class Client(ScheduleOps, BatchOps):
         rt = Runtime.build(settings)
         if settings.embedded if in_process_worker is None else in_process_worker:
             from workers.doorbell import LocalDoorbell
+            from workers.indexer import BackgroundIndexer
 
             doorbell: Any = LocalDoorbell(rt)
+            BackgroundIndexer(rt).start()
         else:
             from workers.celery_app import create_celery_app
             from workers.doorbell import CeleryDoorbell

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     qdrant_url: str | None = None
     qdrant_path: str | None = None
+    qdrant_api_key: str | None = Field(default=None, repr=False)
 
     llm_model: str | None = None
     llm_api_base: str | None = None
@@ -65,10 +66,21 @@ class Settings(BaseSettings):
     flower_user: str | None = None
     flower_password: str | None = Field(default=None, repr=False)
 
+    # Operations (deploy/README.md): a worker's Prometheus endpoint and the log format.
+    metrics_port: int | None = None
+    metrics_addr: str = "0.0.0.0"
+    log_json: bool = False
+    log_level: str = "INFO"
+
     @property
     def embedded(self) -> bool:
         """No broker configured: steps run on an in-process worker."""
         return not self.broker_url
+
+    @property
+    def resolved_qdrant_path(self) -> str:
+        """The embedded vector store (used when no MEMQ_QDRANT_URL is set)."""
+        return self.qdrant_path or str((self.home / "qdrant").resolve())
 
     @property
     def resolved_database_url(self) -> str:

@@ -70,6 +70,7 @@ class Agent(Base):
     context_tokens: Mapped[int] = mapped_column(Integer, default=0)
     context_window: Mapped[int] = mapped_column(Integer, default=0)
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    passage_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class MemoryBlock(Base):
@@ -243,3 +244,56 @@ class BatchItem(Base):
     message: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Document(Base):
+    """A file given to an agent; its text lives on as archival passages."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16))  # pdf | markdown | text | code
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Passage(Base):
+    """Archival memory: what the agent chose to store, and chunks of documents."""
+
+    __tablename__ = "passages"
+    __table_args__ = (Index("ix_passages_agent_id_id", "agent_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="agent")  # agent | document
+    document_id: Mapped[str | None] = mapped_column(String(36))
+    chunk_no: Mapped[int | None] = mapped_column(Integer)
+    indexed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IndexCursor(Base):
+    """How far the background indexer has embedded a table (rows with id <= last_id)."""
+
+    __tablename__ = "index_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class VectorRequest(Base):
+    """A vector-store operation handed to the process that holds the embedded store."""
+
+    __tablename__ = "vector_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    op: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)

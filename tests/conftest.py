@@ -85,6 +85,11 @@ def memq_env(pg_url: str, redis_url: str, llm: ScriptedLLM, tmp_path_factory) ->
             "MEMQ_BROKER_URL": redis_url,
             "MEMQ_LLM_API_BASE": llm.url,
             "MEMQ_HOME": str(tmp_path_factory.mktemp("memq-home")),
+            "MEMQ_EMBEDDING_MODEL": "openai/scripted-embed",
+            "MEMQ_EMBEDDING_API_BASE": llm.url,
+            "MEMQ_EMBEDDING_API_KEY": "test-key-not-secret",
+            "MEMQ_EMBEDDING_DIM": "384",
+            "MEMQ_QDRANT_PATH": str(tmp_path_factory.mktemp("qdrant")),
         }
     )
     return env

@@ -356,6 +356,9 @@ ADMIN = {  # HTTP admin endpoints -> same state as the Python methods
 def _make_handler(llm: ScriptedLLM):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle on, a keep-alive client
+        # waits for its delayed ACK (~40 ms) before the body arrives.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):  # keep test output quiet
             pass

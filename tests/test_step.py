@@ -56,7 +56,8 @@ def test_inner_monologue_is_stored_and_events_are_json(client, agent, llm):
     sent = llm.requests(agent.id)[-1]["messages"]
     assert json.loads(sent[-1]["content"])["message"] == "hello"
     assert {t["function"]["name"] for t in llm.requests(agent.id)[-1]["tools"]} == {
-        "send_message", "core_memory_append", "core_memory_replace"
+        "send_message", "core_memory_append", "core_memory_replace",
+        "conversation_search", "archival_memory_insert", "archival_memory_search",
     }
 
 

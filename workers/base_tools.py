@@ -70,4 +70,7 @@ BASE_TOOLS = [SEND_MESSAGE, CORE_MEMORY_APPEND, CORE_MEMORY_REPLACE]
 
 
 def base_toolset() -> Toolset:
-    return Toolset(BASE_TOOLS)
+    """Every agent's tools: talking, core memory, recall and archival memory."""
+    from workers.memory_tools import MEMORY_TOOLS
+
+    return Toolset(BASE_TOOLS + MEMORY_TOOLS)

@@ -49,7 +49,8 @@ def render_system(
     parts.append("### Memory statistics")
     parts.append(f"- agent: {agent.name} (id {agent.id})")
     parts.append(f"- messages in view: {in_view}")
-    parts.append(f"- messages stored in total (recall memory): {recall_count}")
+    parts.append(f"- messages stored in total (recall memory, conversation_search): {recall_count}")
+    parts.append(f"- passages in archival memory (archival_memory_search): {agent.passage_count}")
     parts.append("")
     parts.append("### Core memory")
     for label, block in blocks.items():

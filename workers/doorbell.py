@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from memq.constants import STEP_TASK
+from workers.metrics import observe_step
 from workers.runtime import Runtime
 from workers.step import StepResult, run_step
 
@@ -24,7 +25,8 @@ class Doorbell(Protocol):
 
 def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str) -> StepResult:
     """Run one step and ring again if the agent has more to do (heartbeat or inbox)."""
-    result = run_step(rt, agent_id)
+    with observe_step(rt, agent_id, queue) as obs:  # log context + metrics (workers/metrics.py)
+        result = obs.done(run_step(rt, agent_id))
     if result.more_work and result.reason != "leased":
         doorbell.ring(agent_id, queue)
     return result

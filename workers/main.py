@@ -24,10 +24,21 @@ def run_worker(
 ) -> None:
     """Serve steps until stopped. Threads by default: a step mostly waits on the LLM."""
     concurrency = concurrency or settings.worker_concurrency
+    from memq import logging_setup
+    from workers import metrics
+
+    logging_setup.configure(loglevel, json_logs=settings.log_json)  # JSON option, secrets masked
+    log.info("worker starting: database %s, broker %s, queues %s", settings.resolved_database_url,
+             settings.broker_url or "embedded", ",".join(queues))
+    metrics.start_server(settings)  # MEMQ_METRICS_PORT / --metrics-port
     if settings.embedded:
         _run_embedded(settings, concurrency)
         return
     from celery import signals
+
+    # Celery keeps its hands off logging when a receiver answers setup_logging.
+    signals.setup_logging.connect(lambda **_: logging_setup.configure(loglevel, json_logs=settings.log_json),
+                                  weak=False)
 
     from scheduler.reconciler import Reconciler, reconcile_once
     from workers.celery_app import LazyRuntime, create_celery_app, register_step_task
@@ -35,7 +46,9 @@ def run_worker(
     from workers.runtime import Runtime
 
     app = create_celery_app(settings)
-    runtime = LazyRuntime(lambda: Runtime.build(settings, pool_size=min(concurrency, 50)))
+    runtime = LazyRuntime(
+        lambda: Runtime.build(settings, pool_size=min(concurrency, 50), serve_vectors=True)
+    )
     register_step_task(app, runtime)
 
     @signals.worker_ready.connect(weak=False)
@@ -45,6 +58,7 @@ def run_worker(
         doorbell = CeleryDoorbell(app)
         try:
             runtime.get().warm_up()
+            start_memory_services(runtime.get())
             reconcile_once(runtime.get(), doorbell, idle_s=0.0)
         except Exception:
             log.exception("start-up sweep failed")
@@ -56,7 +70,24 @@ def run_worker(
             "--without-gossip"]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    if settings.log_json:
+        argv.insert(0, "--quiet")  # celery's own option: no banner, every line stays JSON
+    # app.start, not worker_main: worker_main drops Celery's exit code, and a
+    # supervisor must see a worker that stopped on an unrecoverable error fail.
+    code = app.start(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def start_memory_services(rt) -> None:
+    """Open (and, if embedded, own) the vector store; index recall in the background."""
+    from workers.indexer import BackgroundIndexer
+
+    try:
+        rt.memory.vectors.index()
+    except Exception:
+        log.warning("vector store not available yet; searches fall back to text", exc_info=True)
+    BackgroundIndexer(rt).start()
 
 
 def _run_embedded(settings: Settings, concurrency: int) -> None:
@@ -67,8 +98,9 @@ def _run_embedded(settings: Settings, concurrency: int) -> None:
 
     from scheduler.beat import Beat
 
-    rt = Runtime.build(settings)
+    rt = Runtime.build(settings, serve_vectors=True)
     rt.db.upgrade()
+    start_memory_services(rt)
     doorbell = LocalDoorbell(rt, concurrency=min(concurrency, 32))
     beat = Beat(rt, doorbell, reconcile=False)
     stop = threading.Event()

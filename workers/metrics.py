@@ -43,8 +43,9 @@ def metrics() -> SimpleNamespace:
 
 
 def _build() -> SimpleNamespace:
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Histogram, disable_created_metrics
 
+    disable_created_metrics()  # no *_created series: half the output, no use to dashboards
     m = SimpleNamespace()
     m.steps = Counter("memq_steps", "Committed agent steps, by outcome "
                       "(tool_ok|tool_failed|no_tool|llm_failed|gave_up).", ["outcome"])
@@ -68,6 +69,15 @@ def _build() -> SimpleNamespace:
     m.takeovers = Counter("memq_lease_takeovers", "Steps that took an agent's lease from a holder that "
                           "never finished (a crashed or stalled worker).")
     m.evicted = Counter("memq_evicted_messages", "Messages evicted from context windows to recall memory.")
+    # Every labelled series exists (at 0) from the first scrape, so rate() works at once.
+    for outcome in StepOutcome:
+        m.steps.labels(outcome.value)
+    for result in ("committed", "leased", "no_work", "stale", "crashed", "error"):
+        m.doorbells.labels(result)
+    for status in (RunStatus.DONE, RunStatus.FAILED, RunStatus.CHAIN_CAPPED):
+        m.runs_finished.labels(status.value)
+    for kind in ("prompt", "completion"):
+        m.tokens.labels(kind)
     return m
 
 
@@ -156,11 +166,15 @@ def _record(obs: StepObservation, result: Any, elapsed_s: float) -> None:
 
     token = logging_setup.bind(run_id=record.run_id, step=record.step_no)
     try:
+        # INFO even when the LLM failed: the run's status and error already say so
+        # (and a CLI running steps in-process shows WARNING and up).
+        failed = outcome in (StepOutcome.LLM_FAILED.value, StepOutcome.GAVE_UP.value)
         log.info(
-            "step %s: %s%s, run %s, %d+%d tokens, llm %.0f ms (%d attempt%s), %.0f ms in all",
+            "step %s: %s%s, run %s, %d+%d tokens, llm %.0f ms (%d attempt%s), %.0f ms in all%s",
             record.step_no, outcome, f" ({record.tool_name})" if record.tool_name else "",
             status, record.prompt_tokens or 0, record.completion_tokens or 0, llm_s * 1000,
             attempts, "" if attempts == 1 else "s", elapsed_s * 1000,
+            f": {record.error}" if failed and record.error else "",
         )
     finally:
         logging_setup.unbind(token)

@@ -24,8 +24,11 @@ in size (used/limit characters are shown for each block). Keep it to what you ne
 every conversation: who you are (persona) and what you know about the user (human). \
 Update it with core_memory_append and core_memory_replace as soon as you learn \
 something worth keeping; old messages will not stay in view forever.
-- Older conversation beyond what you see is kept outside your view; the memory \
-statistics below say how much there is.
+- Recall memory holds every message ever exchanged, including those no longer in \
+view: search it with conversation_search.
+- Archival memory is your long-term store for anything that does not belong in core \
+memory, and holds documents you were given: archival_memory_insert and \
+archival_memory_search. The statistics below say how much each holds.
 
 Stay in character as described by your persona block."""
 

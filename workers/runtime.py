@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from memq.settings import Settings
 from storage import repository as repo
 from storage.db import Database
+from storage.embeddings import Embedder
+from storage.memory import MemoryStore
+from storage.vector.access import VectorAccess
 from workers.base_tools import base_toolset
 from workers.context import ContextBuilder
 from workers.llm import LLMClient
@@ -72,13 +75,16 @@ class Runtime:
     db: Database
     llm: LLMClient
     tools: Toolset
+    memory: MemoryStore
     counter: TokenCounter
     context: ContextBuilder
     leases: LeaseKeeper
     worker_id: str
 
     @classmethod
-    def build(cls, settings: Settings, *, pool_size: int = 10) -> "Runtime":
+    def build(cls, settings: Settings, *, pool_size: int = 10, serve_vectors: bool = False) -> "Runtime":
+        """serve_vectors: a long-running worker that owns an embedded vector store
+        answers other processes' vector operations."""
         db = Database(settings.resolved_database_url, pool_size=pool_size)
         limiter = RateLimiter(settings.llm_rpm, settings.llm_tpm, settings.resolved_redis_url)
         llm = LLMClient(settings, limiter if limiter.enabled else None)
@@ -89,6 +95,11 @@ class Runtime:
             db=db,
             llm=llm,
             tools=tools,
+            memory=MemoryStore(
+                db,
+                VectorAccess(settings, db, serve=serve_vectors),
+                Embedder.from_settings(settings) if settings.embedding_model else None,
+            ),
             counter=counter,
             context=ContextBuilder(settings, counter, Summarizer(llm, counter), tools.schemas),
             leases=LeaseKeeper(db, settings.lease_s),
@@ -105,4 +116,5 @@ class Runtime:
 
     def close(self) -> None:
         self.leases.stop()
+        self.memory.vectors.close()
         self.db.dispose()

@@ -128,7 +128,9 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
     if turn is None:
         return StepResult(lease.agent_id, ran=False, reason="no_work")
     started_at = utcnow()
-    tool_ctx = ToolContext(turn.agent.id, turn.blocks)
+    tool_ctx = ToolContext(
+        turn.agent.id, turn.blocks, memory=rt.memory, max_passage_chars=rt.settings.max_message_chars
+    )
     context, reply, outcome = _think(rt, turn)
     if outcome is None:
         outcome = _act(rt, turn, reply, tool_ctx)
@@ -138,11 +140,22 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
         outcome.error = f"stopped after {steps} chained steps (MEMQ_MAX_CHAIN={rt.settings.max_chain})"
         outcome.heartbeat_reason = None
     try:
-        record = _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
+        record, passages = _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
     except repo.StaleLease as exc:
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
+    _index_after_commit(rt, passages)
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
+
+
+def _index_after_commit(rt: Runtime, passages: list) -> None:
+    """Vectors are derived data: written after the commit; the indexer retries failures."""
+    if not passages:
+        return
+    try:
+        rt.memory.index_passages(passages)
+    except Exception as exc:
+        log.warning("indexing %d passage(s) deferred to the background indexer: %s", len(passages), exc)
 
 
 def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, _Outcome | None]:
@@ -227,7 +240,7 @@ def _give_up(rt: Runtime, lease: repo.Lease) -> StepResult:
     outcome = _failed(turn.event, error, error, StepOutcome.GAVE_UP)
     reply = LLMReply(content=None, tool_calls=[], attempts=0)
     try:
-        record = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
+        record, _ = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
@@ -242,7 +255,7 @@ def _commit(
     tool_ctx: ToolContext,
     context: CompiledContext | None,
     started_at: datetime,
-) -> StepRecord:
+) -> tuple[StepRecord, list]:
     agent_id, run = turn.agent.id, turn.run
     messages = outcome.messages
     if context is not None and context.alert:
@@ -279,6 +292,7 @@ def _commit(
             if consumed.rowcount != 1:  # cancelled meanwhile (its batch was cancelled)
                 raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_item.id} was withdrawn")
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
+        passages = rt.memory.add_passages(s, agent_id, tool_ctx.new_passages) if tool_ctx.new_passages else []
         s.execute(
             update(Run)
             .where(Run.id == run.id)
@@ -317,4 +331,4 @@ def _commit(
             error=outcome.error,
             )
         s.add(record)
-    return record
+    return record, passages

@@ -31,8 +31,11 @@ class ToolContext:
 
     agent_id: str
     blocks: dict[str, Block]
+    memory: Any = None  # storage.memory.MemoryStore: recall and archival searches
+    max_passage_chars: int = 20_000
     changed_blocks: dict[str, str] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
+    new_passages: list[str] = field(default_factory=list)
 
     def block(self, label: str) -> Block:
         if label not in self.blocks:

@@ -94,4 +94,7 @@ def plan_window(
     choice = next((p for p in points if fixed + suffix[p] <= target), None)
     if choice is None:
         choice = next((p for p in points if fixed + suffix[p] <= limit), len(history_tokens))
-    return WindowPlan(choice, False, False, fixed + suffix[choice])
+    total = fixed + suffix[choice]
+    # A jump straight past the warning line still gets the alert once, with the flush.
+    alert = not alerted and total + alert_tokens <= limit
+    return WindowPlan(choice, alert, False, total + (alert_tokens if alert else 0))

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from memq.cli import agents, batches, ops, schedules, talk
+from memq.cli import agents, batches, operate, ops, schedules, talk
 
 app = typer.Typer(
     name="memq",
@@ -29,6 +29,7 @@ app.add_typer(schedules.app, name="schedule")
 app.add_typer(batches.app, name="batch")
 app.command("beat")(schedules.beat)
 ops.register(app)
+operate.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

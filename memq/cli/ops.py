@@ -58,8 +58,13 @@ def worker(
         Optional[str], typer.Option(help="Comma-separated queues (default: all).")
     ] = None,
     pool: Annotated[str, typer.Option(help="threads|prefork|gevent|solo")] = "threads",
-    loglevel: Annotated[str, typer.Option(help="DEBUG|INFO|WARNING|ERROR|CRITICAL")] = "INFO",
+    loglevel: Annotated[
+        Optional[str], typer.Option(help="DEBUG|INFO|WARNING|ERROR|CRITICAL (default MEMQ_LOG_LEVEL).")
+    ] = None,
     hostname: Annotated[Optional[str], typer.Option(help="Celery node name.")] = None,
+    metrics_port: Annotated[
+        Optional[int], typer.Option(help="Serve Prometheus metrics on this port (default MEMQ_METRICS_PORT).")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Run a worker: Celery when MEMQ_BROKER_URL is set, else the embedded poller."""
@@ -67,11 +72,15 @@ def worker(
         raise CLIError(f"--concurrency must be at least 1 (got {concurrency})")
     if pool not in POOLS:
         raise CLIError(f"unknown pool {pool!r}; choose from {'|'.join(POOLS)}")
-    level = loglevel.upper()
-    if level not in LOGLEVELS:
-        raise CLIError(f"unknown log level {loglevel!r}; choose from {'|'.join(LOGLEVELS)}")
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise CLIError(f"--metrics-port must be a port number (got {metrics_port})")
     parsed = _parse_queues(queues)
     settings = load_settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port})
+    level = (loglevel or settings.log_level).upper()
+    if level not in LOGLEVELS:
+        raise CLIError(f"unknown log level {loglevel or settings.log_level!r}; choose from {'|'.join(LOGLEVELS)}")
     from workers.main import run_worker
 
     kwargs: dict = {"concurrency": concurrency, "pool": pool, "loglevel": level}

@@ -53,6 +53,7 @@ def create_agent(
         context_start_id=0,
         summary="",
         message_count=0,
+        passage_count=0,
     )
     session.add(agent)
     session.flush()
@@ -83,9 +84,11 @@ def list_agents(session: Session) -> list[Agent]:
 def delete_agent(session: Session, agent_id: str) -> None:
     get_agent(session, agent_id)
     # Explicit deletes keep SQLite correct even where foreign keys are off.
-    from storage.models import InboxItem, Message, Run, StepRecord
+    from storage.models import (
+        Document, InboxItem, Message, Passage, Run, Schedule, ScheduleFire, StepRecord,
+    )
 
-    for model in (InboxItem, StepRecord, Message, Run, MemoryBlock):
+    for model in (ScheduleFire, Schedule, InboxItem, StepRecord, Message, Passage, Document, Run, MemoryBlock):
         session.execute(delete(model).where(model.agent_id == agent_id))
     session.execute(delete(Agent).where(Agent.id == agent_id))
 

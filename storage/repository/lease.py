@@ -72,9 +72,11 @@ def renew_leases(
     """Extend the leases still held under these tokens; returns the agent ids renewed."""
     renewed: set[str] = set()
     for agent_id, token in tokens.items():
+        # lease_owner IS NOT NULL: a renewal racing the step's own release must not
+        # revive a released lease (every doorbell would bounce until it expired).
         result = session.execute(
             update(Agent)
-            .where(Agent.id == agent_id, Agent.lease_token == token)
+            .where(Agent.id == agent_id, Agent.lease_token == token, Agent.lease_owner.is_not(None))
             .values(lease_until_s=now_s + lease_s)
         )
         if result.rowcount == 1:

@@ -1,0 +1,287 @@
+"""Recall and archival memory: Postgres rows, searched through the vector index.
+
+Postgres holds every message and passage; Qdrant holds their embeddings
+(derived data, rebuilt by `reindex`). Recall messages are embedded in the
+background (off the step's hot path); a search also reads the not-yet-indexed
+tail by text, so nothing said a moment ago is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.db import Database
+from storage.models import Agent, IndexCursor, Message, Passage
+from storage.repository.messages import iso_utc
+from storage.vector.access import VectorAccess
+from storage.vector.base import ARCHIVAL, RECALL, Point
+
+log = logging.getLogger("memq.memory")
+
+PAGE_SIZE = 5
+MAX_RESULTS = 50  # semantic search ranks everything; pages cover the best 50
+RECALL_CURSOR = "recall"
+
+
+@dataclass
+class SearchPage:
+    items: list[dict[str, Any]]
+    page: int
+    pages: int
+    total: int
+    notes: list[str] = field(default_factory=list)
+
+    def render(self, what: str) -> str:
+        """The tool result text: paging facts first, then the items."""
+        if not self.items:
+            head = f"No {what} found" + (f" on page {self.page}" if self.page else "") + "."
+        else:
+            head = (f"Showing {len(self.items)} of {self.total} {what} (page {self.page} of "
+                    f"{self.pages - 1}, pages start at 0, {PAGE_SIZE} per page):")
+        lines = [head, *self.notes]
+        lines += [json.dumps(item, ensure_ascii=False) for item in self.items]
+        return "\n".join(lines)
+
+
+def recall_text(m: Message) -> str | None:
+    """The searchable text of a message: what was said, not the protocol around it."""
+    if m.role == "user":
+        try:
+            event = json.loads(m.content or "")
+        except ValueError:
+            return m.content or None
+        if isinstance(event, dict) and event.get("type") in ("user_message", "scheduled_wakeup"):
+            return str(event.get("message") or "") or None
+        return None
+    if m.role == "assistant":
+        parts = [m.content or ""]
+        for call in m.tool_calls or []:
+            fn = call.get("function", {})
+            if fn.get("name") == "send_message":
+                try:
+                    parts.append(str(json.loads(fn.get("arguments") or "{}").get("message", "")))
+                except (ValueError, AttributeError):
+                    pass
+        text = " ".join(p for p in parts if p).strip()
+        return text or None
+    return None
+
+
+def _to_s(dt: datetime) -> float:
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _words(query: str) -> list[str]:
+    return [w for w in query.lower().split() if len(w) > 1][:8]
+
+
+def _text_score(text: str, words: list[str]) -> int:
+    low = text.lower()
+    return sum(1 for w in words if w in low)
+
+
+class MemoryStore:
+    """Archival inserts and searches, recall searches, and the background indexer."""
+
+    def __init__(self, db: Database, vectors: VectorAccess, embedder: Any | None) -> None:
+        self.db = db
+        self.vectors = vectors
+        self.embedder = embedder
+
+    @property
+    def semantic(self) -> bool:
+        return self.embedder is not None
+
+    # ---------- archival ----------
+
+    def add_passages(self, session: Session, agent_id: str, texts: list[str], *, source: str = "agent",
+                     document_id: str | None = None) -> list[Passage]:
+        """Passage rows in the caller's transaction (index them after it commits)."""
+        rows = [Passage(agent_id=agent_id, text=t, source=source, document_id=document_id,
+                        chunk_no=i if document_id else None, indexed=False) for i, t in enumerate(texts)]
+        session.add_all(rows)
+        session.flush()
+        session.execute(update(Agent).where(Agent.id == agent_id)
+                        .values(passage_count=Agent.passage_count + len(rows)))
+        return rows
+
+    def index_passages(self, passages: list[Passage]) -> int:
+        """Embed and upsert committed passages; the background indexer retries failures."""
+        if not passages or not self.semantic:
+            return 0
+        vectors = self.embedder.embed([p.text for p in passages])
+        points = [Point(p.id, p.agent_id, v, {"kind": p.source, "created_at_s": _to_s(p.created_at)})
+                  for p, v in zip(passages, vectors)]
+        self.vectors.index().upsert(ARCHIVAL, points)
+        with self.db.transaction() as s:
+            s.execute(update(Passage).where(Passage.id.in_([p.id for p in passages])).values(indexed=True))
+        return len(points)
+
+    def archival_search(self, agent_id: str, query: str, page: int = 0) -> SearchPage:
+        with self.db.transaction() as s:
+            found: list[tuple[float | None, Passage]] = []
+            notes: list[str] = []
+            if self.semantic:
+                hits = self.vectors.index().search(ARCHIVAL, agent_id, self.embedder.embed_one(query), MAX_RESULTS)
+                rows = {p.id: p for p in s.scalars(select(Passage).where(
+                    Passage.agent_id == agent_id, Passage.id.in_([h.row_id for h in hits])))}
+                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows]
+                pending = select(Passage).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))
+            else:
+                notes.append("(no embedding model is configured: matched by words, not meaning)")
+                pending = select(Passage).where(Passage.agent_id == agent_id)
+            found += self._text_matches(s, pending, Passage.text, query, lambda p: p.text)
+            items = [{"time": iso_utc(p.created_at), "source": p.source, "text": p.text,
+                      **({"score": round(score, 3)} if score is not None else {})}
+                     for score, p in found]
+        return _page(items, page, notes)
+
+    # ---------- recall ----------
+
+    def recall_search(self, agent_id: str, query: str, page: int = 0,
+                      start: datetime | None = None, end: datetime | None = None) -> SearchPage:
+        with self.db.transaction() as s:
+            cursor = self._cursor(s)
+            notes: list[str] = []
+            found: list[tuple[float | None, Message]] = []
+            window = [Message.agent_id == agent_id]
+            if start:
+                window.append(Message.created_at >= start)
+            if end:
+                window.append(Message.created_at < end)
+            if self.semantic and query.strip():
+                hits = self.vectors.index().search(
+                    RECALL, agent_id, self.embedder.embed_one(query), MAX_RESULTS,
+                    created_from_s=start.timestamp() if start else None,
+                    created_to_s=end.timestamp() if end else None)
+                rows = {m.id: m for m in s.scalars(select(Message).where(
+                    *window, Message.id.in_([h.row_id for h in hits])))}
+                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows]
+                tail = select(Message).where(*window, Message.id > cursor)
+                lag = s.scalar(select(func.count()).where(Message.agent_id == agent_id, Message.id > cursor))
+                if lag:
+                    notes.append(f"({lag} newest message(s) are not indexed yet; they were matched by words)")
+            else:
+                if not self.semantic:
+                    notes.append("(no embedding model is configured: matched by words, not meaning)")
+                tail = select(Message).where(*window)
+            found += self._text_matches(s, tail, Message.content, query, lambda m: recall_text(m) or "")
+            items = [{"time": iso_utc(m.created_at), "role": m.role, "text": recall_text(m)}
+                     for _, m in found if recall_text(m)]
+        return _page(items, page, notes)
+
+    # ---------- background indexing ----------
+
+    def _cursor(self, session: Session) -> int:
+        row = session.get(IndexCursor, RECALL_CURSOR)
+        return row.last_id if row else 0
+
+    def index_pending(self, batch: int = 256) -> int:
+        """Embed the next recall messages and any unindexed passages; returns how many rows.
+
+        No transaction is held while embedding: the cursor moves by compare-and-set,
+        so concurrent indexers at worst embed a batch twice (upserts are idempotent).
+        """
+        if not self.semantic:
+            return 0
+        try:
+            with self.db.transaction() as s:
+                if s.get(IndexCursor, RECALL_CURSOR) is None:
+                    s.add(IndexCursor(name=RECALL_CURSOR, last_id=0))
+        except IntegrityError:
+            pass  # another indexer created it first
+        with self.db.transaction() as s:
+            last = self._cursor(s)
+            rows = list(s.scalars(select(Message).where(Message.id > last).order_by(Message.id).limit(batch)))
+        done = 0
+        if rows:
+            self._upsert_messages(rows)
+            with self.db.transaction() as s:
+                moved = s.execute(update(IndexCursor).where(
+                    IndexCursor.name == RECALL_CURSOR, IndexCursor.last_id == last).values(last_id=rows[-1].id))
+            done += len(rows) if moved.rowcount == 1 else 0
+        done += self.index_passages(self._unindexed_passages(batch))
+        return done
+
+    def _upsert_messages(self, rows: list[Message]) -> int:
+        texts = [(m, t) for m, t in ((m, recall_text(m)) for m in rows) if t]
+        if texts:
+            vectors = self.embedder.embed([t for _, t in texts])
+            self.vectors.index().upsert(RECALL, [
+                Point(m.id, m.agent_id, v, {"kind": m.role, "created_at_s": _to_s(m.created_at)})
+                for (m, _), v in zip(texts, vectors)])
+        return len(texts)
+
+    def _unindexed_passages(self, limit: int) -> list[Passage]:
+        with self.db.transaction() as s:
+            return list(s.scalars(select(Passage).where(Passage.indexed.is_(False)).order_by(Passage.id).limit(limit)))
+
+    def reindex(self, agent_id: str | None = None) -> dict[str, int]:
+        """Rebuild the index from Postgres (all agents, or one)."""
+        with self.db.transaction() as s:
+            agents = [agent_id] if agent_id else list(s.scalars(select(Agent.id)))
+            if agent_id is None:
+                cursor = s.get(IndexCursor, RECALL_CURSOR)
+                if cursor is not None:
+                    cursor.last_id = 0
+        index = self.vectors.index()
+        counts = {"messages": 0, "passages": 0}
+        for aid in agents:
+            for collection in (RECALL, ARCHIVAL):
+                index.delete_agent(collection, aid)
+            with self.db.transaction() as s:
+                s.execute(update(Passage).where(Passage.agent_id == aid).values(indexed=False))
+        if agent_id is None:
+            while True:
+                n = self.index_pending()
+                if not n:
+                    break
+                counts["messages"] += n
+        else:
+            counts["messages"] = self._reindex_messages(agent_id)
+            while True:
+                pending = [p for p in self._unindexed_passages(256) if p.agent_id == agent_id]
+                if not pending:
+                    break
+                counts["passages"] += self.index_passages(pending)
+        return counts
+
+    def _reindex_messages(self, agent_id: str) -> int:
+        last, total = 0, 0
+        while True:
+            with self.db.transaction() as s:
+                rows = list(s.scalars(select(Message).where(Message.agent_id == agent_id, Message.id > last)
+                                      .order_by(Message.id).limit(256)))
+            if not rows:
+                return total
+            last = rows[-1].id
+            total += self._upsert_messages(rows)
+
+    # ---------- helpers ----------
+
+    @staticmethod
+    def _text_matches(session: Session, stmt: Any, column: Any, query: str, text_of: Any) -> list[tuple[None, Any]]:
+        """Rows whose text holds the query's words (most words first; newest first without words)."""
+        words = _words(query)
+        if not words:
+            return [(None, row) for row in session.scalars(stmt.order_by(column.desc()).limit(MAX_RESULTS))]
+        like = [func.lower(column).contains(w) for w in words]
+        rows = list(session.scalars(stmt.where(or_(*like)).limit(500)))
+        scored = sorted(((_text_score(text_of(r), words), r) for r in rows), key=lambda x: -x[0])
+        return [(None, r) for n, r in scored if n > 0][:MAX_RESULTS]
+
+
+def _page(items: list[dict[str, Any]], page: int, notes: list[str]) -> SearchPage:
+    total = len(items)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    start = page * PAGE_SIZE
+    return SearchPage(items[start:start + PAGE_SIZE], page, pages, total, notes)

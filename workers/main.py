@@ -47,7 +47,7 @@ def run_worker(
 
     app = create_celery_app(settings)
     runtime = LazyRuntime(
-        lambda: Runtime.build(settings, pool_size=min(concurrency, 50), serve_vectors=True)
+        lambda: Runtime.build(settings, pool_size=min(concurrency, 20), serve_vectors=True)
     )
     register_step_task(app, runtime)
 

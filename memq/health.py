@@ -22,7 +22,7 @@ CHECK_TIMEOUT_S = 3.0
 PING_TIMEOUT_S = 1.0
 
 UP, DOWN, WARN = "up", "down", "warn"
-NOT_CONFIGURED, NOT_CHECKED, EMBEDDED, SKIPPED = "not configured", "not checked", "embedded", "skipped"
+NOT_CHECKED, EMBEDDED, SKIPPED = "not checked", "embedded", "skipped"
 
 # kombu's Redis transport keeps a queue's prioritised messages in sibling lists.
 _REDIS_PRIORITY_SEP = "\x06\x16"
@@ -276,21 +276,22 @@ def _pending(conn: Any, select: Any, func: Any, distinct: Any) -> dict[str, Any]
 
 # -- Qdrant and the LLM ---------------------------------------------------------
 def check_qdrant(settings: Settings) -> Check:
-    if settings.qdrant_url:
-        import httpx
+    """A Qdrant server: GET /readyz. Without MEMQ_QDRANT_URL the store is embedded (a path)."""
+    if not settings.qdrant_url:
+        return Check(EMBEDDED, settings.resolved_qdrant_path,
+                     "in-process store (qdrant-edge); the first worker to open it serves the others")
+    import httpx
 
-        url = settings.qdrant_url.rstrip("/") + "/readyz"
-        started = time.perf_counter()
-        try:
-            resp = httpx.get(url, timeout=CHECK_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001
-            return Check(DOWN, mask(settings.qdrant_url), _error(exc), (time.perf_counter() - started) * 1000)
-        latency = (time.perf_counter() - started) * 1000
-        status = UP if resp.status_code < 300 else DOWN
-        return Check(status, mask(settings.qdrant_url), f"GET /readyz: HTTP {resp.status_code}", latency)
-    if settings.qdrant_path:
-        return Check(EMBEDDED, settings.qdrant_path, "in-process index (qdrant-edge)")
-    return Check(NOT_CONFIGURED, detail="MEMQ_QDRANT_URL is not set")
+    url = settings.qdrant_url.rstrip("/") + "/readyz"
+    headers = {"api-key": settings.qdrant_api_key} if settings.qdrant_api_key else {}
+    started = time.perf_counter()
+    try:
+        resp = httpx.get(url, headers=headers, timeout=CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        return Check(DOWN, mask(settings.qdrant_url), _error(exc), (time.perf_counter() - started) * 1000)
+    latency = (time.perf_counter() - started) * 1000
+    status = UP if resp.status_code < 300 else DOWN
+    return Check(status, mask(settings.qdrant_url), f"GET /readyz: HTTP {resp.status_code}", latency)
 
 
 def check_llm(settings: Settings) -> Check:

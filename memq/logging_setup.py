@@ -6,7 +6,7 @@
 * ``MEMQ_LOG_LEVEL`` (default INFO) for the services (worker, beat, flower);
   other CLI commands show WARNING and up, one line each on stderr.
 * Redaction: the values of MEMQ_LLM_API_KEY, MEMQ_EMBEDDING_API_KEY,
-  MEMQ_FLOWER_PASSWORD and every URL password (``scheme://user:PASSWORD@host``)
+  MEMQ_FLOWER_PASSWORD, MEMQ_QDRANT_API_KEY and every URL password (``scheme://user:PASSWORD@host``)
   are replaced by ``***`` in the message, its arguments and its traceback.
 
 Only the standard library is imported here: the CLI calls this before every command.
@@ -24,8 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-SECRET_ENV = ("MEMQ_LLM_API_KEY", "MEMQ_EMBEDDING_API_KEY", "MEMQ_FLOWER_PASSWORD")
-URL_ENV = ("MEMQ_DATABASE_URL", "MEMQ_BROKER_URL", "MEMQ_QDRANT_URL", "MEMQ_LLM_API_BASE",
+SECRET_ENV = ("MEMQ_LLM_API_KEY", "MEMQ_EMBEDDING_API_KEY", "MEMQ_FLOWER_PASSWORD", "MEMQ_QDRANT_API_KEY")
+URL_ENV = ("MEMQ_DATABASE_URL", "MEMQ_BROKER_URL", "MEMQ_REDIS_URL", "MEMQ_QDRANT_URL", "MEMQ_LLM_API_BASE",
            "MEMQ_EMBEDDING_API_BASE")
 CONTEXT_FIELDS = ("agent_id", "run_id", "step", "queue")
 MASK = "***"

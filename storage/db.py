@@ -56,7 +56,9 @@ class Database:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
+                # No pre-ping (a round trip per checkout): after a database restart
+                # the first statement fails, SQLAlchemy drops the whole pool, and the
+                # step is retried (steps are idempotent).
                 pool_recycle=1800,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

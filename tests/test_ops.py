@@ -328,7 +328,7 @@ def test_status_reports_everything_up(memq_env, worker):
     assert doc["ok"] is True and doc["mode"] == "server" and doc["down"] == []
     assert checks["database"]["status"] == "up" and checks["broker"]["status"] == "up"
     assert checks["llm"]["status"] == "up"
-    assert checks["qdrant"]["status"] == "not configured"
+    assert checks["qdrant"]["status"] == ("up" if memq_env.get("MEMQ_QDRANT_URL") else "embedded")
     assert checks["workers"]["status"] == "up"
     assert set(worker_names(worker.log_path.read_text())) <= set(checks["workers"]["names"])
     assert set(doc["queues"]) == {"interactive", "batch", "schedule", "ingest"}
@@ -370,3 +370,42 @@ def test_status_in_embedded_mode(tmp_path):
     assert doc["mode"] == "embedded" and doc["checks"]["broker"]["status"] == "embedded"
     assert doc["checks"]["database"]["target"].startswith("sqlite:///")
     assert doc["checks"]["llm"]["status"] == "not checked" and doc["queues"] is None
+    assert doc["checks"]["qdrant"]["status"] == "embedded"
+
+
+def test_qdrant_and_llm_checks_over_http():
+    # given a server whose /readyz is fine and whose /models refuses the key, then nothing at all
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from memq.health import check_llm, check_qdrant
+    from memq.settings import Settings
+
+    seen: dict[str, str | None] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen[self.path] = self.headers.get("api-key") or self.headers.get("Authorization")
+            self.send_response({"/readyz": 200, "/v1/models": 401}.get(self.path, 404))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        ok = check_qdrant(Settings(qdrant_url=url, qdrant_api_key="qk-123456"))
+        refused = check_llm(Settings(llm_api_base=f"{url}/v1", llm_api_key="sk-123456"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok.status == "up" and seen["/readyz"] == "qk-123456"
+    assert refused.status == "down" and "401" in refused.detail and seen["/v1/models"] == "Bearer sk-123456"
+    # a port where nothing listens: down, within the check's timeout
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    assert check_qdrant(Settings(qdrant_url=dead)).status == "down"
+    assert check_llm(Settings(llm_api_base=dead)).status == "down"
+    assert time.monotonic() - started < 7

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
@@ -76,57 +77,62 @@ class _Outcome:
 
 
 def run_step(rt: Runtime, agent_id: str) -> StepResult:
-    """Run at most one step of the agent; safe to call for any doorbell, any number of times."""
+    """Run at most one step of the agent; safe to call for any doorbell, any number of times.
+
+    Three transactions: take the lease and load the turn; commit the step;
+    release the lease and look for more work.
+    """
     with rt.db.transaction() as s:
         lease = repo.acquire_lease(
             s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
         )
+        turn = _load_turn(s, agent_id) if lease is not None else None
     if lease is None:
         return StepResult(agent_id, ran=False, reason="leased")
     rt.leases.hold(lease)
     result = StepResult(agent_id, ran=False, reason="crashed")
     try:
-        if lease.attempts > rt.settings.step_max_attempts:
-            result = _give_up(rt, lease)
+        if turn is None:
+            result = StepResult(agent_id, ran=False, reason="no_work")
+        elif lease.attempts > rt.settings.step_max_attempts:
+            result = _give_up(rt, lease, turn)
         else:
-            result = _step_under_lease(rt, lease)
+            result = _step_under_lease(rt, lease, turn)
     finally:
         rt.leases.drop(lease)
         with rt.db.transaction() as s:
             repo.release_lease(s, lease, now_s=time.time(), reset_attempts=result.reason == "no_work")
-    # Checked after the release: a doorbell that bounced off our lease meanwhile
-    # is answered here, so no wake-up is lost.
-    with rt.db.transaction() as s:
-        more = repo.has_pending_work(s, agent_id)
+            # After the release, in the same transaction: a doorbell that bounced off
+            # our lease meanwhile is answered here (a send that commits later finds
+            # the lease free, or waits on our row lock and then finds it free).
+            more = repo.has_pending_work(s, agent_id)
     return StepResult(
         agent_id, result.ran, result.reason, result.run_id, result.run_status,
         more_work=more, record=result.record, takeover=lease.attempts > 1,
     )
 
 
-def _load_turn(rt: Runtime, agent_id: str) -> _Turn | None:
-    with rt.db.transaction() as s:
-        try:
-            agent = repo.get_agent(s, agent_id)
-        except repo.AgentNotFound:
-            return None
-        blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent_id)}
-        history = repo.context_messages(s, agent_id, agent.context_start_id)
-        if agent.active_run_id:
-            run = repo.get_run(s, agent.active_run_id)
-            event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
-            return _Turn(agent, run, blocks, history, event, None)
+def _load_turn(s: Session, agent_id: str) -> _Turn | None:
+    try:
+        agent = repo.get_agent(s, agent_id)
+    except repo.AgentNotFound:
+        return None
+    if agent.active_run_id:
+        run = repo.get_run(s, agent.active_run_id)
+        event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
+        item = None
+    else:
         item = repo.next_inbox_item(s, agent_id)
         if item is None:
             return None
         run = repo.get_run(s, item.run_id)
-        return _Turn(agent, run, blocks, history, json.dumps(item.event, ensure_ascii=False), item)
+        event = json.dumps(item.event, ensure_ascii=False)
+    blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent_id)}
+    history = repo.context_messages(s, agent_id, agent.context_start_id)
+    return _Turn(agent, run, blocks, history, event, item)
 
 
-def _step_under_lease(rt: Runtime, lease: repo.Lease) -> StepResult:
-    turn = _load_turn(rt, lease.agent_id)
-    if turn is None:
-        return StepResult(lease.agent_id, ran=False, reason="no_work")
+def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     started_at = utcnow()
     tool_ctx = ToolContext(
         turn.agent.id, turn.blocks, memory=rt.memory, max_passage_chars=rt.settings.max_message_chars
@@ -228,11 +234,8 @@ def _failed(event: str, error: str, alert: str, step_outcome: StepOutcome) -> _O
     )
 
 
-def _give_up(rt: Runtime, lease: repo.Lease) -> StepResult:
+def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     """A step that died on every attempt (a poison event): fail its run and move on."""
-    turn = _load_turn(rt, lease.agent_id)
-    if turn is None:
-        return StepResult(lease.agent_id, ran=False, reason="no_work")
     error = (
         f"gave up: the step for this event was attempted {lease.attempts - 1} times "
         "and never completed (the worker crashed or the step raised every time)"
@@ -280,9 +283,13 @@ def _commit(
     finished_at = utcnow()
     with rt.db.transaction() as s:
         step_no = repo.advance_step_counter(s, lease)
-        for m in messages:
-            m.agent_id, m.run_id, m.step_no, m.created_at = agent_id, run.id, step_no, finished_at
-            s.add(m)
+        # Core inserts: the step's rows in one executemany, no ORM unit of work.
+        s.execute(insert(Message), [
+            {"agent_id": agent_id, "run_id": run.id, "step_no": step_no, "role": m.role, "content": m.content,
+             "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "tokens": m.tokens,
+             "created_at": finished_at}
+            for m in messages
+        ])
         if turn.inbox_item is not None:
             consumed = s.execute(
                 update(InboxItem)
@@ -309,26 +316,26 @@ def _commit(
             )
         )
         s.execute(update(Agent).where(Agent.id == agent_id).values(**agent_values))
-        record = StepRecord(
-            agent_id=agent_id,
-            run_id=run.id,
-            step_no=step_no,
-            lease_token=lease.token,
-            worker=rt.worker_id,
-            started_at=started_at,
-            finished_at=finished_at,
-            prompt_messages=len(context.messages) if context else 0,
-            prompt_chars=context.chars if context else 0,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            cost_usd=reply.cost_usd,
-            context_tokens=context.tokens if context else 0,
-            evicted_messages=context.evicted if context else 0,
-            llm_latency_ms=reply.latency_ms,
-            llm_attempts=reply.attempts,
-            tool_name=outcome.tool_name,
-            outcome=outcome.step_outcome.value,
-            error=outcome.error,
-            )
-        s.add(record)
-    return record, passages
+        journal = {
+            "agent_id": agent_id,
+            "run_id": run.id,
+            "step_no": step_no,
+            "lease_token": lease.token,
+            "worker": rt.worker_id,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "prompt_messages": len(context.messages) if context else 0,
+            "prompt_chars": context.chars if context else 0,
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "cost_usd": reply.cost_usd,
+            "context_tokens": context.tokens if context else 0,
+            "evicted_messages": context.evicted if context else 0,
+            "llm_latency_ms": reply.latency_ms,
+            "llm_attempts": reply.attempts,
+            "tool_name": outcome.tool_name,
+            "outcome": outcome.step_outcome.value,
+            "error": outcome.error,
+        }
+        s.execute(insert(StepRecord).values(**journal))
+    return StepRecord(**journal), passages

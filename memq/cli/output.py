@@ -20,6 +20,7 @@ _SECRET_ENV = (
     "MEMQ_LLM_API_KEY",
     "MEMQ_EMBEDDING_API_KEY",
     "MEMQ_FLOWER_PASSWORD",
+    "MEMQ_QDRANT_API_KEY",
 )
 
 _console: Any = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,14 +18,19 @@ def iso_utc(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def context_messages(session: Session, agent_id: str, start_id: int) -> list[Message]:
-    """The in-context FIFO queue: messages from the agent's context cursor on."""
+def context_messages(session: Session, agent_id: str, start_id: int) -> list[Any]:
+    """The in-context FIFO queue: messages from the agent's context cursor on.
+
+    Plain rows (attribute access like a Message) rather than ORM objects: a step
+    reads a whole window of them and needs no identity map for that.
+    """
     stmt = (
-        select(Message)
+        select(Message.id, Message.role, Message.content, Message.tool_calls, Message.tool_call_id,
+               Message.tokens)
         .where(Message.agent_id == agent_id, Message.id >= start_id)
         .order_by(Message.id)
     )
-    return list(session.scalars(stmt))
+    return list(session.execute(stmt))
 
 
 def last_messages(session: Session, agent_id: str, limit: int) -> list[Message]:

@@ -171,7 +171,7 @@ def decode_text(data: bytes, name: str) -> str:
             raise IngestError(f"{name} is not a text file (not UTF-8 at byte {exc.start})") from None
     if "\x00" in text:
         raise IngestError(f"{name} is not a text file (it contains NUL characters)")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 # -- prose ----------------------------------------------------------------------
@@ -186,11 +186,11 @@ def _with_header(header: str, bodies: list[str]) -> list[str]:
 
 
 def _budget(header: str, max_chars: int) -> int:
-    # a header never takes more than a third of a chunk (a very long heading is cut)
     return max_chars - len(header) - 1
 
 
 def _cut_header(header: str, max_chars: int) -> str:
+    """A header never takes more than a third of a chunk (a very long heading is cut)."""
     limit = max_chars // 3
     return header if len(header) <= limit else header[: limit - 1] + "…"
 
@@ -290,6 +290,10 @@ def chunk_text(text: str, name: str, *, max_chars: int = MAX_CHUNK_CHARS, overla
 # -- markdown -------------------------------------------------------------------
 
 
+def _closes(m: re.Match[str] | None, fence: str) -> bool:
+    return bool(m) and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence)
+
+
 def markdown_sections(text: str) -> list[tuple[list[str], list[str]]]:
     """(heading trail, body lines) per section; a fenced block's lines are never headings."""
     lines = text.split("\n")
@@ -307,7 +311,7 @@ def markdown_sections(text: str) -> list[tuple[list[str], list[str]]]:
         m = _FENCE.match(line)
         if fence is not None:
             body.append(line)
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip()[len(m.group(1)):].strip():
+            if _closes(m, fence):
                 fence = None
             i += 1
             continue
@@ -346,7 +350,7 @@ def _md_blocks(lines: list[str]) -> list[str]:
         m = _FENCE.match(line)
         if fence is not None:
             cur.append(line)
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+            if _closes(m, fence):
                 fence = None
             continue
         if m:
@@ -442,7 +446,7 @@ def _fit(lines: list[str], first: int, last: int, budget: int, inner: bool = Tru
         inner = False
     pieces: list[_Piece] = []
     for a, b in groups:
-        pieces += _fit(lines, a, b, budget, inner=False) if inner else _fit(lines, a, b, budget, inner=False)
+        pieces += _fit(lines, a, b, budget, inner=False)
     return _merge(lines, pieces, budget)
 
 
@@ -461,7 +465,7 @@ def _merge(lines: list[str], pieces: list[_Piece], budget: int) -> list[_Piece]:
 def chunk_code(text: str, name: str, *, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
     """Source code: whole top-level blocks packed into chunks headed ``name:first-last``."""
     lines = text.split("\n")
-    base = _header_name(name)
+    base = _cut_header(_header_name(name), max_chars)
     budget = max_chars - len(base) - 2 - 2 * len(str(len(lines))) - 1  # "name:first-last\n"
     pieces: list[_Piece] = []
     for first, last in code_blocks(lines):

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
@@ -249,6 +249,35 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
 
 
+_INSERT_MESSAGE = insert(Message)
+_INSERT_STEP = insert(StepRecord)
+_CONSUME_INBOX = (
+    update(InboxItem)
+    .where(InboxItem.id == bindparam("iid"), InboxItem.consumed_at.is_(None))
+    .values(consumed_at=bindparam("at"))
+)
+_UPDATE_RUN = (
+    update(Run)
+    .where(Run.id == bindparam("rid"))
+    .values({c: bindparam(f"p_{c}") for c in (
+        "status", "steps", "replies", "error", "prompt_tokens", "completion_tokens", "cost_usd",
+        "started_at", "finished_at")})
+)
+_UPDATE_AGENT = (
+    update(Agent)
+    .where(Agent.id == bindparam("aid"))
+    .values(
+        active_run_id=bindparam("p_active_run_id"),
+        heartbeat_reason=bindparam("p_heartbeat_reason"),
+        message_count=Agent.message_count + bindparam("p_new_messages"),
+    )
+)
+_UPDATE_AGENT_CONTEXT = _UPDATE_AGENT.values(
+    {c: bindparam(f"p_{c}") for c in (
+        "context_start_id", "summary", "summary_tokens", "pressure_alerted", "context_tokens", "context_window")}
+)
+
+
 def _commit(
     rt: Runtime,
     lease: repo.Lease,
@@ -267,55 +296,48 @@ def _commit(
     for m in messages:
         m.tokens = rt.counter.message(model, message_to_llm(m))
     agent_values: dict[str, object] = {
-        "active_run_id": None if outcome.status.finished else run.id,
-        "heartbeat_reason": outcome.heartbeat_reason,
-        "message_count": Agent.message_count + len(messages),
+        "p_active_run_id": None if outcome.status.finished else run.id,
+        "p_heartbeat_reason": outcome.heartbeat_reason,
+        "p_new_messages": len(messages),
     }
     if context is not None:
         agent_values.update(
-            context_start_id=context.context_start_id,
-            summary=context.summary,
-            summary_tokens=context.summary_tokens,
-            pressure_alerted=context.pressure_alerted,
-            context_tokens=context.tokens,
-            context_window=context.window,
+            p_context_start_id=context.context_start_id,
+            p_summary=context.summary,
+            p_summary_tokens=context.summary_tokens,
+            p_pressure_alerted=context.pressure_alerted,
+            p_context_tokens=context.tokens,
+            p_context_window=context.window,
         )
     finished_at = utcnow()
     with rt.db.transaction() as s:
         step_no = repo.advance_step_counter(s, lease)
-        # Core inserts: the step's rows in one executemany, no ORM unit of work.
-        s.execute(insert(Message), [
+        conn = s.connection()  # Core from here on: prebuilt statements, no ORM unit of work
+        conn.execute(_INSERT_MESSAGE, [
             {"agent_id": agent_id, "run_id": run.id, "step_no": step_no, "role": m.role, "content": m.content,
              "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "tokens": m.tokens,
              "created_at": finished_at}
             for m in messages
         ])
         if turn.inbox_item is not None:
-            consumed = s.execute(
-                update(InboxItem)
-                .where(InboxItem.id == turn.inbox_item.id, InboxItem.consumed_at.is_(None))
-                .values(consumed_at=finished_at)
-            )
+            consumed = conn.execute(_CONSUME_INBOX, {"iid": turn.inbox_item.id, "at": finished_at})
             if consumed.rowcount != 1:  # cancelled meanwhile (its batch was cancelled)
                 raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_item.id} was withdrawn")
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
         passages = rt.memory.add_passages(s, agent_id, tool_ctx.new_passages) if tool_ctx.new_passages else []
-        s.execute(
-            update(Run)
-            .where(Run.id == run.id)
-            .values(
-                status=outcome.status.value,
-                steps=run.steps + 1,
-                replies=[*run.replies, *tool_ctx.replies],
-                error=outcome.error,
-                prompt_tokens=run.prompt_tokens + reply.prompt_tokens,
-                completion_tokens=run.completion_tokens + reply.completion_tokens,
-                cost_usd=run.cost_usd + reply.cost_usd,
-                started_at=run.started_at or started_at,
-                finished_at=finished_at if outcome.status.finished else None,
-            )
-        )
-        s.execute(update(Agent).where(Agent.id == agent_id).values(**agent_values))
+        conn.execute(_UPDATE_RUN, {
+            "rid": run.id,
+            "p_status": outcome.status.value,
+            "p_steps": run.steps + 1,
+            "p_replies": [*run.replies, *tool_ctx.replies],
+            "p_error": outcome.error,
+            "p_prompt_tokens": run.prompt_tokens + reply.prompt_tokens,
+            "p_completion_tokens": run.completion_tokens + reply.completion_tokens,
+            "p_cost_usd": run.cost_usd + reply.cost_usd,
+            "p_started_at": run.started_at or started_at,
+            "p_finished_at": finished_at if outcome.status.finished else None,
+        })
+        conn.execute(_UPDATE_AGENT_CONTEXT if context is not None else _UPDATE_AGENT, {"aid": agent_id, **agent_values})
         journal = {
             "agent_id": agent_id,
             "run_id": run.id,
@@ -337,5 +359,5 @@ def _commit(
             "outcome": outcome.step_outcome.value,
             "error": outcome.error,
         }
-        s.execute(insert(StepRecord).values(**journal))
+        conn.execute(_INSERT_STEP, journal)
     return StepRecord(**journal), passages

@@ -37,7 +37,7 @@ class TokenCounter:
     def text(self, model: str, text: str) -> int:
         if not text:
             return 0
-        return int(_litellm().token_counter(model=model, text=text))
+        return _count_text(model, text)
 
     def message(self, model: str, msg: dict[str, Any]) -> int:
         """Tokens of one chat message as sent: content, tool calls and overhead."""
@@ -62,6 +62,12 @@ class TokenCounter:
         if self.configured_window:
             return self.configured_window
         return _known_window(model)
+
+
+@lru_cache(maxsize=4096)
+def _count_text(model: str, text: str) -> int:
+    """Cached: the system prompt and most events repeat from one step to the next."""
+    return int(_litellm().token_counter(model=model, text=text))
 
 
 @lru_cache(maxsize=64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,17 +103,18 @@ def next_inbox_item(session: Session, agent_id: str) -> InboxItem | None:
     return session.scalars(stmt).first()
 
 
-def _pending_inbox(agent_id_col):
-    return exists().where(InboxItem.agent_id == agent_id_col, InboxItem.consumed_at.is_(None))
+_PENDING = select(Agent.id).where(
+    Agent.id == bindparam("aid"),
+    or_(
+        Agent.active_run_id.is_not(None),
+        exists().where(InboxItem.agent_id == Agent.id, InboxItem.consumed_at.is_(None)),
+    ),
+)
 
 
 def has_pending_work(session: Session, agent_id: str) -> bool:
     """A turn in progress or an unconsumed inbox event."""
-    stmt = select(Agent.id).where(
-        Agent.id == agent_id,
-        or_(Agent.active_run_id.is_not(None), _pending_inbox(Agent.id)),
-    )
-    return session.execute(stmt).first() is not None
+    return session.connection().execute(_PENDING, {"aid": agent_id}).first() is not None
 
 
 def _has_work(now_s: float, idle_s: float):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from storage.models import Agent
@@ -24,20 +24,46 @@ class Lease:
     attempts: int = 1  # leases taken on this step so far, this one included
 
 
+# Hot path: statements built once with bind parameters and run on the session's
+# connection as Core (no ORM bulk-update machinery, no per-call expression building).
+_ACQUIRE = (
+    update(Agent)
+    .where(Agent.id == bindparam("aid"), Agent.lease_until_s < bindparam("now_s"))
+    .values(
+        lease_token=Agent.lease_token + 1,
+        lease_owner=bindparam("owner"),
+        lease_until_s=bindparam("until_s"),
+        step_attempts=Agent.step_attempts + 1,
+    )
+    .returning(Agent.lease_token, Agent.step_counter, Agent.step_attempts)
+)
+_ADVANCE = (
+    update(Agent)
+    .where(Agent.id == bindparam("aid"), Agent.lease_token == bindparam("token"),
+           Agent.step_counter == bindparam("counter"))
+    .values(step_counter=Agent.step_counter + 1, step_attempts=0)
+)
+# lease_owner IS NOT NULL: a renewal racing the step's own release must not
+# revive a released lease (every doorbell would bounce until it expired).
+_RENEW = (
+    update(Agent)
+    .where(Agent.id == bindparam("aid"), Agent.lease_token == bindparam("token"), Agent.lease_owner.is_not(None))
+    .values(lease_until_s=bindparam("until_s"))
+)
+_RELEASE = (
+    update(Agent)
+    .where(Agent.id == bindparam("aid"), Agent.lease_token == bindparam("token"))
+    .values(lease_owner=None, lease_until_s=bindparam("until_s"))
+)
+_RELEASE_RESET = _RELEASE.values(step_attempts=0)
+
+
 def acquire_lease(
     session: Session, agent_id: str, *, owner: str, lease_s: float, now_s: float
 ) -> Lease | None:
     """Take the agent's lease if nobody holds a live one; None otherwise (or no agent)."""
-    row = session.execute(
-        update(Agent)
-        .where(Agent.id == agent_id, Agent.lease_until_s < now_s)
-        .values(
-            lease_token=Agent.lease_token + 1,
-            lease_owner=owner,
-            lease_until_s=now_s + lease_s,
-            step_attempts=Agent.step_attempts + 1,
-        )
-        .returning(Agent.lease_token, Agent.step_counter, Agent.step_attempts)
+    row = session.connection().execute(
+        _ACQUIRE, {"aid": agent_id, "now_s": now_s, "owner": owner, "until_s": now_s + lease_s}
     ).one_or_none()
     if row is None:
         return None
@@ -50,14 +76,8 @@ def advance_step_counter(session: Session, lease: Lease) -> int:
     Run first in the commit transaction: on Postgres the row lock it takes
     serialises a stale worker's commit behind the live one, which then fails here.
     """
-    result = session.execute(
-        update(Agent)
-        .where(
-            Agent.id == lease.agent_id,
-            Agent.lease_token == lease.token,
-            Agent.step_counter == lease.step_counter,
-        )
-        .values(step_counter=Agent.step_counter + 1, step_attempts=0)
+    result = session.connection().execute(
+        _ADVANCE, {"aid": lease.agent_id, "token": lease.token, "counter": lease.step_counter}
     )
     if result.rowcount != 1:
         raise StaleLease(
@@ -71,14 +91,9 @@ def renew_leases(
 ) -> set[str]:
     """Extend the leases still held under these tokens; returns the agent ids renewed."""
     renewed: set[str] = set()
+    conn = session.connection()
     for agent_id, token in tokens.items():
-        # lease_owner IS NOT NULL: a renewal racing the step's own release must not
-        # revive a released lease (every doorbell would bounce until it expired).
-        result = session.execute(
-            update(Agent)
-            .where(Agent.id == agent_id, Agent.lease_token == token, Agent.lease_owner.is_not(None))
-            .values(lease_until_s=now_s + lease_s)
-        )
+        result = conn.execute(_RENEW, {"aid": agent_id, "token": token, "until_s": now_s + lease_s})
         if result.rowcount == 1:
             renewed.add(agent_id)
     return renewed
@@ -98,12 +113,8 @@ def release_lease(
     how long the agent has been idle. reset_attempts: the step ended normally
     without committing (nothing to do), so it was no failed attempt.
     """
-    values: dict[str, object] = {"lease_owner": None, "lease_until_s": now_s - RELEASE_SKEW_S}
-    if reset_attempts:
-        values["step_attempts"] = 0
-    result = session.execute(
-        update(Agent)
-        .where(Agent.id == lease.agent_id, Agent.lease_token == lease.token)
-        .values(**values)
+    result = session.connection().execute(
+        _RELEASE_RESET if reset_attempts else _RELEASE,
+        {"aid": lease.agent_id, "token": lease.token, "until_s": now_s - RELEASE_SKEW_S},
     )
     return result.rowcount == 1

@@ -45,14 +45,26 @@ def render_system(
     agent: Agent, blocks: dict[str, Block], summary: str, in_view: int, recall_count: int
 ) -> str:
     """Instructions, memory statistics, every core-memory block with used/limit, the summary."""
-    parts = [agent.system_prompt or BASE_SYSTEM_PROMPT, ""]
-    parts.append("### Memory statistics")
-    parts.append(f"- agent: {agent.name} (id {agent.id})")
-    parts.append(f"- messages in view: {in_view}")
-    parts.append(f"- messages stored in total (recall memory, conversation_search): {recall_count}")
-    parts.append(f"- passages in archival memory (archival_memory_search): {agent.passage_count}")
-    parts.append("")
-    parts.append("### Core memory")
+    head, stats, tail = _system_parts(agent, blocks, summary, in_view, recall_count)
+    return "\n".join([head, stats, tail])
+
+
+def _system_parts(
+    agent: Agent, blocks: dict[str, Block], summary: str, in_view: int, recall_count: int
+) -> tuple[str, str, str]:
+    """(instructions, statistics, core memory + summary): the statistics change every
+    step, the rest rarely, so their token counts are cached apart."""
+    head = agent.system_prompt or BASE_SYSTEM_PROMPT
+    stats = "\n".join([
+        "",
+        "### Memory statistics",
+        f"- agent: {agent.name} (id {agent.id})",
+        f"- messages in view: {in_view}",
+        f"- messages stored in total (recall memory, conversation_search): {recall_count}",
+        f"- passages in archival memory (archival_memory_search): {agent.passage_count}",
+        "",
+    ])
+    parts = ["### Core memory"]
     for label, block in blocks.items():
         parts.append(f'<block label="{label}" used="{len(block.value)}" limit="{block.limit_chars}">')
         parts.append(block.value)
@@ -61,7 +73,7 @@ def render_system(
         parts.append("")
         parts.append("### Summary of older conversation (no longer in view)")
         parts.append(summary)
-    return "\n".join(parts)
+    return head, stats, "\n".join(parts)
 
 
 def message_to_llm(m: Message) -> dict[str, Any]:
@@ -110,8 +122,9 @@ class ContextBuilder:
         model = agent.model or self.settings.llm_model or "gpt-4o-mini"
         budget = self.budget(model)
         recall = agent.message_count
-        base_system = render_system(agent, blocks, "", len(history) + 1, recall)
-        base = self.counter.text(model, base_system) + PER_MESSAGE_OVERHEAD + self.counter.tools(model, self.tools)
+        base = PER_MESSAGE_OVERHEAD + self.counter.tools(model, self.tools) + sum(
+            self.counter.text(model, part) for part in _system_parts(agent, blocks, "", len(history) + 1, recall)
+        )
         event_msg = {"role": "user", "content": event}
         alert_text = pack_event(
             EventType.SYSTEM_ALERT, MEMORY_PRESSURE_ALERT.format(percent=int(budget.warn_ratio * 100))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, update
@@ -50,6 +50,7 @@ class StepResult:
     more_work: bool = False
     record: StepRecord | None = None  # the journal row of a committed step
     takeover: bool = False  # the lease was taken from a holder that never finished
+    released: bool = False  # the commit released the lease (and set more_work) itself
 
 
 @dataclass
@@ -79,8 +80,9 @@ class _Outcome:
 def run_step(rt: Runtime, agent_id: str) -> StepResult:
     """Run at most one step of the agent; safe to call for any doorbell, any number of times.
 
-    Three transactions: take the lease and load the turn; commit the step;
-    release the lease and look for more work.
+    Two transactions: take the lease and load the turn; commit the step, release
+    the lease and look for more work. (A step that commits nothing releases in a
+    transaction of its own.)
     """
     with rt.db.transaction() as s:
         lease = repo.acquire_lease(
@@ -100,16 +102,22 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
             result = _step_under_lease(rt, lease, turn)
     finally:
         rt.leases.drop(lease)
-        with rt.db.transaction() as s:
-            repo.release_lease(s, lease, now_s=time.time(), reset_attempts=result.reason == "no_work")
-            # After the release, in the same transaction: a doorbell that bounced off
-            # our lease meanwhile is answered here (a send that commits later finds
-            # the lease free, or waits on our row lock and then finds it free).
-            more = repo.has_pending_work(s, agent_id)
-    return StepResult(
-        agent_id, result.ran, result.reason, result.run_id, result.run_status,
-        more_work=more, record=result.record, takeover=lease.attempts > 1,
-    )
+        if not result.released:
+            with rt.db.transaction() as s:
+                more = _release(s, lease, reset_attempts=result.reason == "no_work")
+            result = replace(result, more_work=more)
+    return replace(result, takeover=lease.attempts > 1)
+
+
+def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> bool:
+    """Release the lease, then report whether work is waiting.
+
+    After the release, in the same transaction: a doorbell that bounced off our
+    lease meanwhile is answered by our re-ring (a send committed later finds the
+    lease free, or waits on our row lock and then finds it free).
+    """
+    repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts)
+    return repo.has_pending_work(s, lease.agent_id)
 
 
 def _load_turn(s: Session, agent_id: str) -> _Turn | None:
@@ -146,12 +154,12 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
         outcome.error = f"stopped after {steps} chained steps (MEMQ_MAX_CHAIN={rt.settings.max_chain})"
         outcome.heartbeat_reason = None
     try:
-        record, passages = _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
+        record, passages, more = _commit(rt, lease, turn, outcome, reply, tool_ctx, context, started_at)
     except repo.StaleLease as exc:
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
     _index_after_commit(rt, passages)
-    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
 
 
 def _index_after_commit(rt: Runtime, passages: list) -> None:
@@ -243,10 +251,10 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     outcome = _failed(turn.event, error, error, StepOutcome.GAVE_UP)
     reply = LLMReply(content=None, tool_calls=[], attempts=0)
     try:
-        record, _ = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
+        record, _, more = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
-    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, record=record)
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
 
 
 _INSERT_MESSAGE = insert(Message)
@@ -287,7 +295,7 @@ def _commit(
     tool_ctx: ToolContext,
     context: CompiledContext | None,
     started_at: datetime,
-) -> tuple[StepRecord, list]:
+) -> tuple[StepRecord, list, bool]:
     agent_id, run = turn.agent.id, turn.run
     messages = outcome.messages
     if context is not None and context.alert:
@@ -360,4 +368,5 @@ def _commit(
             "error": outcome.error,
         }
         conn.execute(_INSERT_STEP, journal)
-    return StepRecord(**journal), passages
+        more = _release(s, lease)
+    return StepRecord(**journal), passages, more

@@ -15,6 +15,7 @@ from typing import Any
 from memq.constants import RunStatus
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.batches import BatchOps
+from memq.ingest_client import IngestOps
 from memq.memory_client import MemoryOps
 from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
@@ -25,7 +26,7 @@ from workers.runtime import Runtime
 log = logging.getLogger("memq.client")
 
 
-class Client(ScheduleOps, BatchOps, MemoryOps):
+class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
     def __init__(self, rt: Runtime, doorbell: Any) -> None:

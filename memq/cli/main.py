@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from memq.cli import agents, batches, operate, ops, schedules, talk
+from memq.cli import agents, batches, memory_cmds, operate, ops, schedules, talk
 
 app = typer.Typer(
     name="memq",
@@ -30,6 +30,7 @@ app.add_typer(batches.app, name="batch")
 app.command("beat")(schedules.beat)
 ops.register(app)
 operate.register(app)
+memory_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -134,7 +134,8 @@ class MemoryStore:
                 hits = self.vectors.index().search(ARCHIVAL, agent_id, self.embedder.embed_one(query), MAX_RESULTS)
                 rows = {p.id: p for p in s.scalars(select(Passage).where(
                     Passage.agent_id == agent_id, Passage.id.in_([h.row_id for h in hits])))}
-                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows]
+                # a similarity of 0 or less says nothing in common
+                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]
                 pending = select(Passage).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))
             else:
                 notes.append("(no embedding model is configured: matched by words, not meaning)")
@@ -165,7 +166,7 @@ class MemoryStore:
                     created_to_s=end.timestamp() if end else None)
                 rows = {m.id: m for m in s.scalars(select(Message).where(
                     *window, Message.id.in_([h.row_id for h in hits])))}
-                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows]
+                found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]
                 tail = select(Message).where(*window, Message.id > cursor)
                 lag = s.scalar(select(func.count()).where(Message.agent_id == agent_id, Message.id > cursor))
                 if lag:
@@ -186,13 +187,17 @@ class MemoryStore:
         return row.last_id if row else 0
 
     def index_pending(self, batch: int = 256) -> int:
-        """Embed the next recall messages and any unindexed passages; returns how many rows.
+        """Embed the next recall messages and any unindexed passages; returns how many rows."""
+        return sum(self._index_pending_parts(batch))
+
+    def _index_pending_parts(self, batch: int = 256) -> tuple[int, int]:
+        """(messages, passages) indexed in this pass.
 
         No transaction is held while embedding: the cursor moves by compare-and-set,
         so concurrent indexers at worst embed a batch twice (upserts are idempotent).
         """
         if not self.semantic:
-            return 0
+            return 0, 0
         try:
             with self.db.transaction() as s:
                 if s.get(IndexCursor, RECALL_CURSOR) is None:
@@ -202,15 +207,14 @@ class MemoryStore:
         with self.db.transaction() as s:
             last = self._cursor(s)
             rows = list(s.scalars(select(Message).where(Message.id > last).order_by(Message.id).limit(batch)))
-        done = 0
+        messages = 0
         if rows:
             self._upsert_messages(rows)
             with self.db.transaction() as s:
                 moved = s.execute(update(IndexCursor).where(
                     IndexCursor.name == RECALL_CURSOR, IndexCursor.last_id == last).values(last_id=rows[-1].id))
-            done += len(rows) if moved.rowcount == 1 else 0
-        done += self.index_passages(self._unindexed_passages(batch))
-        return done
+            messages = len(rows) if moved.rowcount == 1 else 0
+        return messages, self.index_passages(self._unindexed_passages(batch))
 
     def _upsert_messages(self, rows: list[Message]) -> int:
         texts = [(m, t) for m, t in ((m, recall_text(m)) for m in rows) if t]
@@ -242,10 +246,11 @@ class MemoryStore:
                 s.execute(update(Passage).where(Passage.agent_id == aid).values(indexed=False))
         if agent_id is None:
             while True:
-                n = self.index_pending()
-                if not n:
+                messages, passages = self._index_pending_parts()
+                if not messages and not passages:
                     break
-                counts["messages"] += n
+                counts["messages"] += messages
+                counts["passages"] += passages
         else:
             counts["messages"] = self._reindex_messages(agent_id)
             while True:

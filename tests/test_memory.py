@@ -43,10 +43,10 @@ def test_conversation_search_by_meaning_and_date_and_paging(client, agent, llm):
                     wait=True, timeout_s=WAIT_S)
     _wait_indexed(client, agent.id, "Lisbon weather", "Lisbon")
     # by meaning: the Lisbon message ranks first
-    doc = client.recall_search(agent.id, "weather Lisbon sunny")
+    doc = client.recall_search(agent.id, "note: weather Lisbon sunny")
     assert "Lisbon" in doc["results"][0]["text"]
     assert doc["pages"] >= 2 and len(doc["results"]) == 5
-    second = client.recall_search(agent.id, "weather Lisbon sunny", page=1)
+    second = client.recall_search(agent.id, "note: weather Lisbon sunny", page=1)
     assert second["page"] == 1 and second["results"] != doc["results"]
     # a date range before everything finds nothing, and says so through the tool
     llm.script(agent.id, call("conversation_search", heartbeat=True, query="Lisbon", end_date="2001-01-01"),

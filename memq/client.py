@@ -29,9 +29,10 @@ log = logging.getLogger("memq.client")
 class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
-    def __init__(self, rt: Runtime, doorbell: Any) -> None:
+    def __init__(self, rt: Runtime, doorbell: Any, indexer: Any = None) -> None:
         self.rt = rt
         self.doorbell = doorbell
+        self.indexer = indexer
 
     @classmethod
     def connect(cls, settings: Settings | None = None, *, in_process_worker: bool | None = None) -> "Client":
@@ -42,14 +43,11 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
             from workers.doorbell import LocalDoorbell
             from workers.indexer import BackgroundIndexer
 
-            doorbell: Any = LocalDoorbell(rt)
-            BackgroundIndexer(rt).start()
-        else:
-            from workers.celery_app import create_celery_app
-            from workers.doorbell import CeleryDoorbell
+            return cls(rt, LocalDoorbell(rt), BackgroundIndexer(rt).start())
+        from workers.celery_app import create_celery_app
+        from workers.doorbell import CeleryDoorbell
 
-            doorbell = CeleryDoorbell(create_celery_app(settings))
-        return cls(rt, doorbell)
+        return cls(rt, CeleryDoorbell(create_celery_app(settings)))
 
     def __enter__(self) -> "Client":
         return self
@@ -61,6 +59,8 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
         close = getattr(self.doorbell, "close", None)
         if close:
             close()
+        if self.indexer is not None:
+            self.indexer.stop()
         self.rt.close()
 
     @property

@@ -18,26 +18,17 @@ never retried. litellm and torch are imported lazily, once per process.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 LOCAL_PREFIX = "local/"
 LOCAL_MODELS = {"all-minilm-l6-v2": 384}
-
-_RETRYABLE_NAMES = {
-    "Timeout",
-    "APITimeoutError",
-    "RateLimitError",
-    "APIConnectionError",
-    "InternalServerError",
-    "ServiceUnavailableError",
-    "BadGatewayError",
-}
 
 
 class EmbeddingError(RuntimeError):
@@ -52,54 +43,14 @@ class EmbeddingDimensionError(EmbeddingError):
     """The model returns vectors of another size than MEMQ_EMBEDDING_DIM."""
 
 
-class _BadResponse(RuntimeError):
-    """A 200 answer that does not carry one vector per input: retried like a 5xx."""
-
-
 def resolve_embedding_route(model: str, api_base: str | None) -> str:
-    """``openai/<m>`` with an api_base goes through litellm's own HTTP handler.
+    """The same route choice as chat completions (memq.provider.resolve_route).
 
     Measured against a local OpenAI-compatible server, 64 texts per call:
     ``openai/`` (the OpenAI SDK) costs ~90-110 ms of CPU per call, ``hosted_vllm/``
     ~18-21 ms, for the same request on the wire.
     """
-    if api_base and model.startswith("openai/"):
-        return "hosted_vllm/" + model.removeprefix("openai/")
-    return model
-
-
-def _status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (_BadResponse, TimeoutError, ConnectionError)):
-        return True
-    if type(exc).__name__ in _RETRYABLE_NAMES:
-        return True
-    status = _status(exc)
-    return status is not None and (status >= 500 or status in (408, 409, 429))
-
-
-def _retry_after_s(exc: BaseException) -> float | None:
-    headers = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-    if not headers:
-        return None
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    status = _status(exc)
-    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {first[:300]}"
+    return resolve_route(model, api_base)
 
 
 # -- the local model: loaded once per process ---------------------------------
@@ -255,26 +206,21 @@ class Embedder:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
-        attempts = self.max_retries + 1
-        errors: list[str] = []
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._parse(self.litellm.embedding(**kwargs), len(batch))
-            except Exception as exc:
-                errors.append(_describe(exc))
-                if attempt == attempts or not _is_retryable(exc):
-                    raise EmbeddingError(
-                        f"embedding {len(batch)} text(s) with {self.model!r} failed after "
-                        f"{attempt} attempt(s): {errors[-1]}",
-                        attempts=attempt,
-                    ) from exc
-                delay = min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random() / 2
-                hinted = _retry_after_s(exc)
-                if hinted is not None:
-                    delay = min(max(hinted, 0.0), self.backoff_max_s)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            vectors, _, _ = call_with_retries(
+                lambda _attempt: self._parse(self.litellm.embedding(**kwargs), len(batch)),
+                attempts=self.max_retries + 1,
+                backoff_s=self.backoff_s,
+                backoff_max_s=self.backoff_max_s,
+                sleep=self._sleep,
+            )
+        except RetriesExhausted as exc:
+            raise EmbeddingError(
+                f"embedding {len(batch)} text(s) with {self.model!r} failed after "
+                f"{exc.attempts} attempt(s): {exc.described}",
+                attempts=exc.attempts,
+            ) from exc.error
+        return vectors
 
     @staticmethod
     def _parse(response: Any, expected: int) -> list[list[float]]:
@@ -283,14 +229,14 @@ class Embedder:
             data = response.get("data")
         if not data or len(data) != expected:
             got = 0 if not data else len(data)
-            raise _BadResponse(f"expected {expected} embeddings, got {got}")
+            raise BadResponse(f"expected {expected} embeddings, got {got}")
         rows = []
         for position, item in enumerate(data):
             get = item.get if isinstance(item, dict) else lambda k, d=None, i=item: getattr(i, k, d)
             vector = get("embedding")
             index = get("index", position)
             if not isinstance(vector, list) or not vector:
-                raise _BadResponse("an embedding in the answer is missing or not a list")
+                raise BadResponse("an embedding in the answer is missing or not a list")
             rows.append((int(index if index is not None else position), vector))
         rows.sort(key=lambda r: r[0])
         return [[float(x) for x in v] for _, v in rows]

@@ -60,12 +60,13 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A Redis database index of its own, emptied first (queues have fixed names)."""
+def redis_url() -> Iterator[str]:
+    """A Redis database index of its own, emptied first and last (queues have fixed names)."""
     index = 1 + secrets.randbelow(15)
     url = f"{REDIS_SERVER}/{index}"
     redis.Redis.from_url(url).flushdb()
-    return url
+    yield url
+    redis.Redis.from_url(url).flushdb()
 
 
 @pytest.fixture(scope="session")

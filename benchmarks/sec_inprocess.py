@@ -1,0 +1,153 @@
+"""Section 1, in-process: the chain with run_step called directly (no Celery, no broker),
+its statements counted and its phases timed."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from benchmarks.env import mean
+from benchmarks.harness import Bench
+from benchmarks.sec_common import CHAIN, HEARTBEAT_FOREVER
+
+
+def inprocess_chain(b: Bench) -> dict[str, Any]:
+    """The same 40-step chain with run_step called in this process: no Celery, no broker.
+
+    SQLAlchemy events count what each step sends to Postgres.
+    """
+    from sqlalchemy import event
+
+    import workers.step as step_module
+    from storage import repository as repo
+
+    rt = b.client.rt
+    agent = b.new_agent("bench-inproc")
+    b.llm.set_default(agent.id, HEARTBEAT_FOREVER)
+    with rt.db.transaction() as s:
+        run, _ = repo.enqueue_message(s, agent.id, "go", max_chars=b.settings.max_message_chars)
+    counts: Counter[str] = Counter()
+
+    def on_exec(*_a: Any, **_k: Any) -> None:
+        counts["statements"] += 1
+
+    def on_begin(*_a: Any, **_k: Any) -> None:
+        counts["transactions"] += 1
+
+    def on_checkout(*_a: Any, **_k: Any) -> None:
+        counts["checkouts"] += 1
+
+    marks: list[tuple[str, float]] = []
+    undo = _time_phases(rt, marks)
+    engine = rt.db.engine
+    event.listen(engine, "before_cursor_execute", on_exec)
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine.pool, "checkout", on_checkout)
+    try:
+        steps = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        while True:
+            res = step_module.run_step(rt, agent.id)  # looked up now: the timed wrapper
+            steps += int(res.ran)
+            if not res.more_work or steps > CHAIN + 5:
+                break
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0  # this process, all threads (litellm's logging thread too)
+    finally:
+        undo()
+        event.remove(engine, "before_cursor_execute", on_exec)
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine.pool, "checkout", on_checkout)
+    status = b.run_state(run.id)[0]
+    if status != "chain_capped" or steps != CHAIN:
+        raise RuntimeError(f"in-process chain ended {status} after {steps} steps")
+    rows = b.journal(run_ids=[run.id])
+    per = {k: v / steps for k, v in counts.items()}
+    pre_ping = bool(getattr(engine.pool, "_pre_ping", False))
+    # Round trips: each statement, plus BEGIN and COMMIT per transaction, plus the
+    # pool's pre-ping (a SELECT 1) per checkout when it is on.
+    per["round_trips"] = per.get("statements", 0) + 2 * per.get("transactions", 0) + (
+        per.get("checkouts", 0) if pre_ping else 0)
+    return {"ms_per_step": wall * 1000 / steps, "cpu_ms_per_step": cpu * 1000 / steps, "steps": steps, "in_step_ms_mean": mean(x["in_step_ms"] for x in rows),
+            "per_step": per, "pool_pre_ping": pre_ping, "phases_ms": _phases(marks, steps)}
+
+
+# The step's phases, told apart by the functions run_step calls (module attributes,
+# looked up at call time, so wrapping them here times the real code path).
+PHASE_HOOKS = [
+    ("workers.step", "run_step"),
+    ("workers.step", "_load_turn"),
+    ("workers.step", "_act"),
+    ("workers.step", "_commit"),
+    ("storage.repository", "release_lease"),
+    ("storage.repository", "has_pending_work"),
+]
+
+
+def _time_phases(rt: Any, marks: list[tuple[str, float]]):
+    """Wrap the step's functions to record (event, time); returns the undo callable."""
+    import importlib
+
+    saved: list[tuple[Any, str, Any]] = []
+
+    def wrap(owner: Any, attr: str, label: str) -> None:
+        fn = getattr(owner, attr, None)
+        if fn is None:
+            return
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            marks.append((label + ">", time.perf_counter()))
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                marks.append((label + "<", time.perf_counter()))
+
+        saved.append((owner, attr, fn))
+        setattr(owner, attr, timed)
+
+    for module, attr in PHASE_HOOKS:
+        wrap(importlib.import_module(module), attr, attr)
+    wrap(rt.context, "build", "compile")
+    wrap(rt.llm, "complete", "llm")
+
+    def undo() -> None:
+        for owner, attr, fn in reversed(saved):
+            if owner in (rt.context, rt.llm):
+                delattr(owner, attr)  # back to the class's method
+            else:
+                setattr(owner, attr, fn)
+
+    return undo
+
+
+def _phases(marks: list[tuple[str, float]], steps: int) -> dict[str, float]:
+    """Mean ms per step of each phase, from the enter/exit marks of one chain."""
+    spans: Counter[str] = Counter()
+    last: dict[str, float] = {}
+    prev_label, prev_t = None, None
+    for label, t in marks:
+        last[label] = t
+        if prev_label is not None and prev_t is not None:
+            # The interval between two marks belongs to the phase it lies in.
+            key = {
+                ("run_step>", "_load_turn>"): "1 lease acquire (txn)",
+                ("_load_turn>", "_load_turn<"): "2 load turn (txn)",
+                ("_load_turn<", "compile>"): "3 compile",
+                ("compile>", "compile<"): "3 compile",
+                ("compile<", "llm>"): "3 compile",
+                ("llm>", "llm<"): "4 LLM call",
+                ("llm<", "_act>"): "5 tool",
+                ("_act>", "_act<"): "5 tool",
+                ("_act<", "_commit>"): "5 tool",
+                ("_commit>", "_commit<"): "6 commit (txn)",
+                ("_commit<", "release_lease>"): "7 release (txn)",
+                ("release_lease>", "release_lease<"): "7 release (txn)",
+                ("release_lease<", "has_pending_work>"): "7 release (txn)",
+                ("has_pending_work>", "has_pending_work<"): "8 re-check (txn)",
+                ("has_pending_work<", "run_step<"): "8 re-check (txn)",
+            }.get((prev_label, label))
+            if key:
+                spans[key] += (t - prev_t) * 1000
+        prev_label, prev_t = label, t
+    return {k: v / steps for k, v in sorted(spans.items())}

@@ -1,7 +1,8 @@
 """Batch benchmark: a 3 000-message JSONL batch over 300 agents at 200 ms LLM latency,
-on one `memq worker` process, with an interactive send timed in the middle.
+on one `memq worker` process (or, with --dedicated, a batch worker plus an
+interactive one), with an interactive send timed in the middle.
 
-    python -m benchmarks.batch [--agents 300] [--per-agent 10] [--latency-ms 200] [--out FILE]
+    python -m benchmarks.batch [--agents 300] [--per-agent 10] [--latency-ms 200] [--dedicated] [--out FILE]
 
 Printed beside its baselines from the same run: the ideal elapsed time (each
 agent's messages one after another at the LLM's latency, all agents at once),
@@ -18,8 +19,10 @@ from benchmarks.env import cpu_s, loadavg, machine
 from benchmarks.harness import Bench
 
 
-def run(agents: int, per_agent: int, latency_ms: int) -> dict:
-    bench = Bench(quick=True)
+def run(agents: int, per_agent: int, latency_ms: int, dedicated: bool = False) -> dict:
+    """dedicated: the main worker serves batch,schedule,ingest and a second one interactive."""
+    bench = Bench(quick=True, worker_queues="batch,schedule,ingest" if dedicated else None,
+                  extra_worker_queues=["interactive"] if dedicated else [])
     bench.start()
     try:
         bench.llm.set_latency(latency_ms)
@@ -51,6 +54,7 @@ def run(agents: int, per_agent: int, latency_ms: int) -> dict:
         return {
             "machine": machine(), "load_avg": loadavg(),
             "messages": len(lines), "agents": agents, "llm_latency_ms": latency_ms,
+            "workers": "batch worker + interactive worker" if dedicated else "one worker, every queue",
             "statuses": status.counts, "per_agent_order_ok": in_order,
             "submit_s": submit_s, "elapsed_s": elapsed,
             "ideal_s": per_agent * latency_ms / 1000,
@@ -68,10 +72,12 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=300)
     ap.add_argument("--per-agent", type=int, default=10)
     ap.add_argument("--latency-ms", type=int, default=200)
+    ap.add_argument("--dedicated", action="store_true",
+                    help="a second worker process for the interactive queue (README: dedicated workers)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    r = run(args.agents, args.per_agent, args.latency_ms)
-    print(f"batch: {r['messages']} messages over {r['agents']} agents, LLM {r['llm_latency_ms']} ms, one worker")
+    r = run(args.agents, args.per_agent, args.latency_ms, args.dedicated)
+    print(f"batch: {r['messages']} messages over {r['agents']} agents, LLM {r['llm_latency_ms']} ms; {r['workers']}")
     print(f"  statuses {r['statuses']}; per-agent line order kept: {r['per_agent_order_ok']}")
     print(f"  submit (validate + enqueue): {r['submit_s']:.2f} s")
     print(f"  elapsed {r['elapsed_s']:.1f} s   vs ideal {r['ideal_s']:.1f} s "

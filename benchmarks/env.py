@@ -267,9 +267,12 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def memq_worker(env: dict[str, str], log_path: Path, concurrency: int, loglevel: str = "INFO") -> WorkerProc:
+def memq_worker(env: dict[str, str], log_path: Path, concurrency: int, loglevel: str = "INFO",
+                queues: str | None = None) -> WorkerProc:
     cmd = [sys.executable, "-m", "memq.cli.main", "worker", "--loglevel", loglevel,
            "--concurrency", str(concurrency)]
+    if queues:
+        cmd += ["--queues", queues]
     return WorkerProc(cmd, env, log_path)
 
 

@@ -43,6 +43,8 @@ class Bench:
     quick: bool
     keep_logs: bool = False
     worker_loglevel: str = "INFO"
+    worker_queues: str | None = None  # None: every queue
+    extra_worker_queues: list[str] = field(default_factory=list)  # one more worker per entry
     rows: list[Row] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     worker_facts: dict[str, Any] = field(default_factory=dict)
@@ -79,9 +81,16 @@ class Bench:
             **{k.removeprefix("MEMQ_").lower(): v for k, v in self.memq_env.items() if k.startswith("MEMQ_")}
         )
         self.worker: WorkerProc | None = memq_worker(
-            self.memq_env, self.tmp / "worker.log", WORKER_CONCURRENCY, self.worker_loglevel
+            self.memq_env, self.tmp / "worker.log", WORKER_CONCURRENCY, self.worker_loglevel, self.worker_queues
         )
+        self.extra_workers = [
+            memq_worker(self.memq_env, self.tmp / f"worker-{q.replace(',', '-')}.log", WORKER_CONCURRENCY,
+                        self.worker_loglevel, q)
+            for q in self.extra_worker_queues
+        ]
         self.worker_facts["ready_s"] = self.worker.wait_ready()
+        for extra in self.extra_workers:
+            extra.wait_ready()
         self.worker_facts["pid"] = self.worker.pid
         time.sleep(0.5)  # let the start-up sweep and the reconciler thread settle
         self.worker_facts["rss_ready_mb"] = rss_mb(self.worker.pid)
@@ -106,6 +115,7 @@ class Bench:
             steps.append(self.client.close)
         if getattr(self, "worker", None) is not None:
             steps.append(self.worker.stop)
+        steps.extend(w.stop for w in getattr(self, "extra_workers", []))
         if getattr(self, "llm", None) is not None:
             steps.append(self.llm.stop)
         if getattr(self, "redis_url", None):

@@ -248,3 +248,36 @@ def test_long_conversation_stays_within_the_window_and_keeps_everything_in_recal
     assert [e["message"] for e in events if e["type"] == "user_message"] == texts
     assert shown.messages_in_recall == len(client.messages(agent.id, 1000))
     assert shown.messages_in_context < shown.messages_in_recall
+
+
+def test_pressure_alert_once_per_crossing_and_evicted_facts_stay_searchable(client, agent, llm):
+    from sqlalchemy import select
+
+    from storage.models import Message
+
+    # given a summarizer that fails (its calls get HTTP 500) and a conversation that creeps up
+    llm.script("running summary", {"status": 500, "repeat": 9})
+    texts = [f"fact {i}: " + ("the secret word is zebrafish " if i == 0 else "") + " ".join(
+        f"filler{i}w{j}" for j in range(90)) for i in range(45)]
+    # when every message is sent
+    for text in texts:
+        run = client.send(agent.id, text, wait=True, timeout_s=WAIT_S)
+        assert run.status == "done", run  # a failing summarizer never stops the agent
+    # then the window flushed more than once, and between two pressure alerts there
+    # was always a flush: one alert per crossing of the warning line
+    evictions = [s.step_no for s in journal(client, agent.id) if s.evicted_messages]
+    with client.rt.db.transaction() as s:
+        alerts = list(s.scalars(select(Message.step_no).where(
+            Message.agent_id == agent.id, Message.content.contains("filling up")).order_by(Message.id)))
+    assert len(evictions) >= 2 and alerts
+    for a1, a2 in zip(alerts, alerts[1:]):
+        assert any(a1 < e <= a2 for e in evictions), (alerts, evictions)
+    # and the summary fell back to a digest that says where older messages went
+    assert "moved to recall memory" in system_prompt(llm.requests(agent.id)[-1])
+    # and the first fact, long out of the context, is still found by conversation_search
+    llm.script(agent.id, call("conversation_search", heartbeat=True, query="secret word zebrafish"),
+               call("send_message", message="found"))
+    client.send(agent.id, "what was the secret word?", wait=True, timeout_s=WAIT_S)
+    found = tool_results(client, agent.id)[-2]
+    assert found["status"] == "OK" and "zebrafish" in found["message"]
+    assert "zebrafish" not in json.dumps(llm.requests(agent.id)[-2]["messages"][1:-1])  # not in the context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -75,10 +76,16 @@ class IngestOps:
             entry = entries[i]
             tick(entry["path"])
             try:
-                rows = self._store_document(agent_id, doc)
+                existing, rows = self._store_document(agent_id, doc)
             except Exception as exc:  # noqa: BLE001 - e.g. the agent deleted meanwhile, a database error
                 log.warning("storing %s failed", entry["path"], exc_info=True)
                 entry["error"] = f"{entry['path']}: could not be stored ({_one_line(exc)})"
+                done += len(doc.chunks)
+                tick(entry["path"])
+                continue
+            if existing is not None:
+                entry.update(document_id=existing.id, chunks=existing.chunks, indexed=True,
+                             note=f"already ingested as document {existing.id}: nothing added")
                 done += len(doc.chunks)
                 tick(entry["path"])
                 continue
@@ -105,16 +112,33 @@ class IngestOps:
         failed = sum(1 for e in entries if e["error"])
         return {"agent_id": agent_id, "documents": entries, "ok": len(entries) - failed, "failed": failed}
 
-    def _store_document(self, agent_id: str, doc: Any) -> list[Any]:
-        """One transaction: the Document row and every passage of it."""
+    def _store_document(self, agent_id: str, doc: Any) -> tuple[Any, list[Any]]:
+        """One transaction: the Document row and every passage of it.
+
+        Returns (the document already holding this content, []) when the agent
+        was given the same content before: ingesting twice adds nothing.
+        """
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+
         from storage.models import Document
 
-        with self.rt.db.transaction() as s:
-            row = Document(id=str(uuid.uuid4()), agent_id=agent_id, name=doc.name[:500], kind=doc.kind,
-                           size_bytes=doc.size_bytes, chunks=len(doc.chunks))
-            s.add(row)
-            s.flush()
-            return self.rt.memory.add_passages(s, agent_id, doc.chunks, source="document", document_id=row.id)
+        digest = hashlib.sha256("\x00".join([doc.kind, *doc.chunks]).encode()).hexdigest()
+        find = select(Document).where(Document.agent_id == agent_id, Document.content_sha256 == digest)
+        try:
+            with self.rt.db.transaction() as s:
+                existing = s.scalars(find).first()
+                if existing is not None:
+                    return existing, []
+                row = Document(id=str(uuid.uuid4()), agent_id=agent_id, name=doc.name[:500], kind=doc.kind,
+                               size_bytes=doc.size_bytes, chunks=len(doc.chunks), content_sha256=digest)
+                s.add(row)
+                s.flush()
+                return None, self.rt.memory.add_passages(s, agent_id, doc.chunks, source="document",
+                                                         document_id=row.id)
+        except IntegrityError:  # the same content ingested at this moment by another command
+            with self.rt.db.transaction() as s:
+                return s.scalars(find).one(), []
 
 
 def _one_line(exc: BaseException) -> str:

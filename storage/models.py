@@ -250,11 +250,16 @@ class Document(Base):
     """A file given to an agent; its text lives on as archival passages."""
 
     __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "content_sha256", name="uq_documents_agent_id_content_sha256"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(500))
     kind: Mapped[str] = mapped_column(String(16))  # pdf | markdown | text | code
+    # Of the extracted chunks: the same content given twice is stored once.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import call  # noqa: E402
+from helpers import call, tool_results  # noqa: E402
 from test_cli import assert_one_line_error, embedded_env, run_memq  # noqa: E402
 
 from storage.ingest import (  # noqa: E402
@@ -499,3 +499,47 @@ def test_ingest_through_the_worker_owned_store(client, agent, tmp_path):
     assert doc["ok"] == 1 and entry["indexed"] is True and entry["chunks"] == 2
     top = client.archival_search(agent.id, "persimmon pruning")["results"][0]
     assert "score" in top and "persimmon" in top["text"] and "§ Manual > Garden" in top["text"]
+
+
+def test_documents_through_a_worker_agent_finds_them_isolated_reingest_noop_reindex_restores(
+        client, agent, llm, tmp_path):
+    from storage.vector.base import ARCHIVAL
+
+    # given a PDF, a Markdown file and a broken PDF, ingested through the worker-owned store
+    (tmp_path / "guide.pdf").write_bytes(make_pdf([["The lighthouse keeper feeds the gulls at dawn."],
+                                                    ["Quarterly invoices are due on the ninth."]]))
+    (tmp_path / "notes.md").write_text("# Notes\n\nThe greenhouse key hangs behind the blue door.\n")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    doc = client.ingest(agent.id, [tmp_path / "guide.pdf", tmp_path / "notes.md", tmp_path / "broken.pdf"])
+    # then the broken one fails cleanly and the others are stored and indexed
+    assert (doc["ok"], doc["failed"]) == (2, 1)
+    assert "broken.pdf" in doc["documents"][2]["error"]
+    # and the agent finds a fact from each through its own tool
+    for query, fact in (("lighthouse gulls dawn", "gulls"), ("greenhouse key door", "blue door")):
+        llm.script(agent.id, call("archival_memory_search", heartbeat=True, query=query),
+                   call("send_message", message="ok"))
+        client.send(agent.id, f"look up {query}", wait=True, timeout_s=30)
+        found = tool_results(client, agent.id)[-2]
+        assert found["status"] == "OK" and fact in found["message"], found
+    # and a second agent finds none of it
+    other = client.create_agent("other-reader")
+    assert client.archival_search(other.id, "lighthouse gulls greenhouse key")["results"] == []
+    # and ingesting the same files again adds nothing
+    before = _passage_count(client, agent.id)
+    again = client.ingest(agent.id, [tmp_path / "guide.pdf", tmp_path / "notes.md"])
+    assert all("already ingested" in (e["note"] or "") for e in again["documents"])
+    assert _passage_count(client, agent.id) == before
+    # and after the agent's vectors are gone, reindex brings search back
+    client.rt.memory.vectors.index().delete_agent(ARCHIVAL, agent.id)
+    assert all("gulls" not in r["text"] for r in client.archival_search(agent.id, "lighthouse gulls dawn")["results"])
+    client.reindex(agent.id)
+    assert "gulls" in client.archival_search(agent.id, "lighthouse gulls dawn")["results"][0]["text"]
+
+
+def _passage_count(client, agent_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from storage.models import Passage
+
+    with client.rt.db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(Passage).where(Passage.agent_id == agent_id))

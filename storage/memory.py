@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -30,6 +30,9 @@ log = logging.getLogger("memq.memory")
 PAGE_SIZE = 5
 MAX_RESULTS = 50  # semantic search ranks everything; pages cover the best 50
 RECALL_CURSOR = "recall"
+# The background indexer takes over a passage's indexing after this long (its
+# writer failed to index it, or died); before that the writer is on it.
+RETRY_AFTER_S = 30.0
 
 
 @dataclass
@@ -190,7 +193,7 @@ class MemoryStore:
         """Embed the next recall messages and any unindexed passages; returns how many rows."""
         return sum(self._index_pending_parts(batch))
 
-    def _index_pending_parts(self, batch: int = 256) -> tuple[int, int]:
+    def _index_pending_parts(self, batch: int = 256, passage_min_age_s: float = RETRY_AFTER_S) -> tuple[int, int]:
         """(messages, passages) indexed in this pass.
 
         No transaction is held while embedding: the cursor moves by compare-and-set,
@@ -214,7 +217,7 @@ class MemoryStore:
                 moved = s.execute(update(IndexCursor).where(
                     IndexCursor.name == RECALL_CURSOR, IndexCursor.last_id == last).values(last_id=rows[-1].id))
             messages = len(rows) if moved.rowcount == 1 else 0
-        return messages, self.index_passages(self._unindexed_passages(batch))
+        return messages, self.index_passages(self._unindexed_passages(batch, passage_min_age_s))
 
     def _upsert_messages(self, rows: list[Message]) -> int:
         texts = [(m, t) for m, t in ((m, recall_text(m)) for m in rows) if t]
@@ -225,9 +228,15 @@ class MemoryStore:
                 for (m, _), v in zip(texts, vectors)])
         return len(texts)
 
-    def _unindexed_passages(self, limit: int) -> list[Passage]:
+    def _unindexed_passages(self, limit: int, min_age_s: float = 0.0, agent_id: str | None = None) -> list[Passage]:
+        """Passages still to index; min_age_s leaves fresh ones to whoever wrote them
+        (a step or an ingest indexes its own right after its commit)."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=min_age_s)
+        stmt = select(Passage).where(Passage.indexed.is_(False), Passage.created_at <= cutoff)
+        if agent_id is not None:
+            stmt = stmt.where(Passage.agent_id == agent_id)
         with self.db.transaction() as s:
-            return list(s.scalars(select(Passage).where(Passage.indexed.is_(False)).order_by(Passage.id).limit(limit)))
+            return list(s.scalars(stmt.order_by(Passage.id).limit(limit)))
 
     def reindex(self, agent_id: str | None = None) -> dict[str, int]:
         """Rebuild the index from Postgres (all agents, or one)."""
@@ -246,7 +255,7 @@ class MemoryStore:
                 s.execute(update(Passage).where(Passage.agent_id == aid).values(indexed=False))
         if agent_id is None:
             while True:
-                messages, passages = self._index_pending_parts()
+                messages, passages = self._index_pending_parts(passage_min_age_s=0.0)
                 if not messages and not passages:
                     break
                 counts["messages"] += messages
@@ -254,7 +263,7 @@ class MemoryStore:
         else:
             counts["messages"] = self._reindex_messages(agent_id)
             while True:
-                pending = [p for p in self._unindexed_passages(256) if p.agent_id == agent_id]
+                pending = self._unindexed_passages(256, agent_id=agent_id)
                 if not pending:
                     break
                 counts["passages"] += self.index_passages(pending)

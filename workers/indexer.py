@@ -33,5 +33,8 @@ class BackgroundIndexer:
             if not done:
                 self._stop.wait(self.every_s)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop and wait for a pass in progress, so nothing touches the store after."""
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)

@@ -109,8 +109,11 @@ def _run_embedded(settings: Settings, concurrency: int) -> None:
     try:
         while not stop.wait(0.5):
             # No beat runs in embedded mode: this loop fires schedules too.
-            beat.tick()
-            reconcile_once(rt, doorbell, idle_s=0.0)
+            try:
+                beat.tick()
+                reconcile_once(rt, doorbell, idle_s=0.0)
+            except Exception:  # a locked or missing database file: try again next tick
+                log.warning("embedded worker tick failed", exc_info=True)
     except KeyboardInterrupt:
         pass
     finally:

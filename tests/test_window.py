@@ -19,7 +19,7 @@ from memq.settings import Settings
 from storage.models import Agent, Message
 from workers.base_tools import base_toolset
 from workers.context import ContextBuilder
-from workers.events import pack_event, pack_tool_result
+from workers.events import pack_tool_result
 from workers.llm import LLMClient
 from workers.summarizer import Summarizer
 from workers.tokens import TokenCounter

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from pdf_sample import make_pdf  # noqa: E402
 from scripted_llm import ScriptedLLM, embed as hashed_embed  # noqa: E402
 
 WORDS = (
@@ -61,31 +62,6 @@ def sentence(rng: random.Random, n: int) -> str:
 
 
 # -- a text PDF, one page of distinct sentences per page -------------------------------
-
-
-def make_pdf(pages: list[list[str]]) -> bytes:
-    """A minimal valid PDF: one Helvetica text line per string, pages in order."""
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
-            f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(len(pages)))}] "
-            f"/Count {len(pages)} >>".encode(),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    for i, lines in enumerate(pages):
-        ops = ["BT", "/F1 10 Tf", "12 TL", "72 740 Td"]
-        ops += [f"({line.replace(chr(92), chr(92) * 2).replace('(', '[').replace(')', ']')}) Tj T*" for line in lines]
-        stream = "\n".join(ops + ["ET"]).encode()
-        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                    f"/Contents {5 + 2 * i} 0 R >>".encode())
-        objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objs, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
 
 
 def pdf_pages(n: int, rng: random.Random) -> list[list[str]]:
@@ -176,7 +152,7 @@ def bench_ingest(pages: int) -> dict:
 
     home = Path(tempfile.mkdtemp(prefix="memq-bench-pdf-"))
     pdf = home / "report.pdf"
-    pdf.write_bytes(make_pdf(pdf_pages(pages, random.Random(1))))
+    pdf.write_bytes(make_pdf(pdf_pages(pages, random.Random(1)), font_size=10, leading=12, top=740))
     embedder = Embedder.from_settings(Settings(embedding_model="local/all-MiniLM-L6-v2", embedding_dim=384))
     t0 = time.perf_counter()
     embedder.embed(["warm up the offline model"] * 8)

@@ -16,7 +16,7 @@ class BlockView(BaseModel):
     limit: int
 
     @classmethod
-    def of(cls, b: MemoryBlock) -> "BlockView":
+    def of(cls, b: Any) -> "BlockView":  # a memory_blocks row
         return cls(label=b.label, value=b.value, limit=b.limit_chars)
 
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
-from storage.models import Agent, InboxItem, MemoryBlock, Message, Run, StepRecord, utcnow
+from storage.models import Agent, InboxItem, Message, Run, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
 from workers.llm import ContextTooLong, LLMError, LLMReply
@@ -121,39 +121,23 @@ def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> 
     return repo.has_pending_work(s, lease.agent_id)
 
 
-_AGENT_ROW = select(Agent.__table__).where(Agent.id == bindparam("aid"))
-_RUN_ROW = select(Run.__table__).where(Run.id == bindparam("rid"))
-_NEXT_INBOX = (
-    select(InboxItem.__table__)
-    .where(InboxItem.agent_id == bindparam("aid"), InboxItem.consumed_at.is_(None))
-    .order_by(InboxItem.id)
-    .limit(1)
-)
-_BLOCKS = (
-    select(MemoryBlock.label, MemoryBlock.value, MemoryBlock.limit_chars)
-    .where(MemoryBlock.agent_id == bindparam("aid"))
-    .order_by(MemoryBlock.position, MemoryBlock.id)
-)
-
-
 def _load_turn(s: Session, agent_id: str) -> _Turn | None:
     """The agent, its run, event, core memory and in-context messages, as plain rows
     (read-only snapshots with attribute access: no ORM identity map on the hot path)."""
-    conn = s.connection()
-    agent = conn.execute(_AGENT_ROW, {"aid": agent_id}).first()
+    agent = repo.agent_row(s, agent_id)
     if agent is None:
         return None
     if agent.active_run_id:
-        run = conn.execute(_RUN_ROW, {"rid": agent.active_run_id}).one()
+        run = repo.run_row(s, agent.active_run_id)
         event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
         item = None
     else:
-        item = conn.execute(_NEXT_INBOX, {"aid": agent_id}).first()
+        item = repo.next_inbox_item(s, agent_id)
         if item is None:
             return None
-        run = conn.execute(_RUN_ROW, {"rid": item.run_id}).one()
+        run = repo.run_row(s, item.run_id)
         event = json.dumps(item.event, ensure_ascii=False)
-    blocks = {b.label: Block(b.value, b.limit_chars) for b in conn.execute(_BLOCKS, {"aid": agent_id})}
+    blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent_id)}
     history = repo.context_messages(s, agent_id, agent.context_start_id)
     return _Turn(agent, run, blocks, history, event, item)
 

@@ -7,6 +7,7 @@ writes land together or not at all.
 from storage.repository.agents import (
     AgentNotFound,
     BlockLimitExceeded,
+    agent_row,
     create_agent,
     delete_agent,
     get_agent,
@@ -22,6 +23,7 @@ from storage.repository.inbox import (
     get_run,
     has_pending_work,
     next_inbox_item,
+    run_row,
 )
 from storage.repository.lease import (
     Lease,
@@ -42,6 +44,7 @@ __all__ = [
     "NotFound",
     "StaleLease",
     "acquire_lease",
+    "agent_row",
     "advance_step_counter",
     "agents_with_pending_work",
     "claim_agents_to_ring",
@@ -59,5 +62,6 @@ __all__ = [
     "next_inbox_item",
     "release_lease",
     "renew_leases",
+    "run_row",
     "save_block_values",
 ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Agent, MemoryBlock
@@ -93,13 +94,23 @@ def delete_agent(session: Session, agent_id: str) -> None:
     session.execute(delete(Agent).where(Agent.id == agent_id))
 
 
-def load_blocks(session: Session, agent_id: str) -> list[MemoryBlock]:
-    stmt = (
-        select(MemoryBlock)
-        .where(MemoryBlock.agent_id == agent_id)
-        .order_by(MemoryBlock.position, MemoryBlock.id)
-    )
-    return list(session.scalars(stmt))
+_AGENT_ROW = select(Agent.__table__).where(Agent.id == bindparam("aid"))
+_BLOCKS = (
+    select(MemoryBlock.__table__)
+    .where(MemoryBlock.agent_id == bindparam("aid"))
+    .order_by(MemoryBlock.position, MemoryBlock.id)
+)
+
+
+def agent_row(session: Session, agent_id: str) -> Any | None:
+    """The agent as a read-only row (attribute access, no ORM identity map): the
+    step's hot path reads it once per step and never changes it through the ORM."""
+    return session.connection().execute(_AGENT_ROW, {"aid": agent_id}).first()
+
+
+def load_blocks(session: Session, agent_id: str) -> list[Any]:
+    """The agent's core-memory blocks in order, as read-only rows."""
+    return list(session.connection().execute(_BLOCKS, {"aid": agent_id}))
 
 
 def save_block_values(session: Session, agent_id: str, values: Mapping[str, str]) -> None:

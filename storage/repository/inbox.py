@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -92,15 +93,26 @@ def get_run(session: Session, run_id: str) -> Run:
     return run
 
 
-def next_inbox_item(session: Session, agent_id: str) -> InboxItem | None:
-    """The oldest unconsumed inbox event of the agent."""
-    stmt = (
-        select(InboxItem)
-        .where(InboxItem.agent_id == agent_id, InboxItem.consumed_at.is_(None))
-        .order_by(InboxItem.id)
-        .limit(1)
-    )
-    return session.scalars(stmt).first()
+_RUN_ROW = select(Run.__table__).where(Run.id == bindparam("rid"))
+_NEXT_INBOX = (
+    select(InboxItem.__table__)
+    .where(InboxItem.agent_id == bindparam("aid"), InboxItem.consumed_at.is_(None))
+    .order_by(InboxItem.id)
+    .limit(1)
+)
+
+
+def run_row(session: Session, run_id: str) -> Any:
+    """A run as a read-only row (the step's hot path); NotFound if there is none."""
+    row = session.connection().execute(_RUN_ROW, {"rid": run_id}).first()
+    if row is None:
+        raise NotFound(f"unknown run: {run_id}")
+    return row
+
+
+def next_inbox_item(session: Session, agent_id: str) -> Any | None:
+    """The oldest unconsumed inbox event of the agent, as a read-only row."""
+    return session.connection().execute(_NEXT_INBOX, {"aid": agent_id}).first()
 
 
 _PENDING = select(Agent.id).where(

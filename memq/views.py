@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from storage.models import Agent, MemoryBlock, Message, Run
+from storage.models import Agent, Message, Run
 from storage.repository.messages import iso_utc
 
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     llm_backoff_s: float = 1.0
     llm_backoff_max_s: float = 30.0
     llm_max_tokens: int = 1024
+    # OpenAI-format routes skip litellm.completion's per-call work (workers/llm_direct.py).
+    llm_direct: bool = True
     # Provider limits per model, shared by all workers through Redis (0/unset: none).
     llm_rpm: int | None = None
     llm_tpm: int | None = None

@@ -63,6 +63,7 @@ class LLMClient:
         self.settings = settings
         self.limiter = limiter
         self._litellm: Any = None
+        self._direct: Any = None
         self._unpriced: set[str] = set()
 
     @property
@@ -77,6 +78,17 @@ class LLMClient:
             litellm.drop_params = True
             self._litellm = litellm
         return self._litellm
+
+    @property
+    def direct(self) -> Any:
+        """The cheap route for OpenAI-format providers (None when MEMQ_LLM_DIRECT=false)."""
+        if self._direct is None and self.settings.llm_direct:
+            from workers.llm_direct import DirectRoute
+
+            s = self.settings
+            self._direct = DirectRoute(self.litellm, api_base=s.llm_api_base, api_key=s.llm_api_key,
+                                       timeout_s=s.llm_timeout_s)
+        return self._direct
 
     def _parse(self, response: Any) -> LLMReply:
         choices = getattr(response, "choices", None) or []
@@ -104,6 +116,9 @@ class LLMClient:
 
     def _cost(self, response: Any) -> float:
         """The call's price where litellm knows the model's rates; 0 otherwise."""
+        known = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if known is not None:  # litellm.completion priced it already
+            return float(known)
         model = getattr(response, "model", None) or ""
         if model in self._unpriced:
             return 0.0
@@ -140,11 +155,16 @@ class LLMClient:
             kwargs["api_base"] = s.llm_api_base
         if s.llm_api_key:
             kwargs["api_key"] = s.llm_api_key
+        direct = self.direct
+        if direct is not None and not direct.supports(kwargs["model"]):
+            direct = None
         started = time.perf_counter()
 
         def attempt_call(_attempt: int) -> LLMReply:
             if self.limiter is not None:
                 self.limiter.acquire(model, prompt_tokens + kwargs["max_tokens"])
+            if direct is not None:
+                return self._parse(direct.complete(kwargs["model"], messages, tools, kwargs["max_tokens"]))
             return self._parse(self.litellm.completion(**kwargs))
 
         try:

@@ -23,6 +23,7 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
     from storage import repository as repo
 
     rt = b.client.rt
+    rt.warm_up()  # the tokenizer's first load (~65 ms) is no part of a step
     agent = b.new_agent("bench-inproc")
     b.llm.set_default(agent.id, HEARTBEAT_FOREVER)
     with rt.db.transaction() as s:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 1024
     # OpenAI-format routes skip litellm.completion's per-call work (workers/llm_direct.py).
     llm_direct: bool = True
+    # Agents whose in-context messages a worker process keeps between steps (0: none).
+    history_cache_agents: int = 256
     # Provider limits per model, shared by all workers through Redis (0/unset: none).
     llm_rpm: int | None = None
     llm_tpm: int | None = None

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memq.settings import Settings
 from storage import repository as repo
@@ -17,6 +17,7 @@ from storage.memory import MemoryStore
 from storage.vector.access import VectorAccess
 from workers.base_tools import base_toolset
 from workers.context import ContextBuilder
+from workers.history import HistoryCache
 from workers.llm import LLMClient
 from workers.ratelimit import RateLimiter
 from workers.summarizer import Summarizer
@@ -80,6 +81,7 @@ class Runtime:
     context: ContextBuilder
     leases: LeaseKeeper
     worker_id: str
+    history: HistoryCache = field(default_factory=HistoryCache)
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10, serve_vectors: bool = False) -> "Runtime":
@@ -104,6 +106,7 @@ class Runtime:
             context=ContextBuilder(settings, counter, Summarizer(llm, counter), tools.schemas),
             leases=LeaseKeeper(db, settings.lease_s),
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            history=HistoryCache(settings.history_cache_agents),
         )
 
     def warm_up(self) -> None:

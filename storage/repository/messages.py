@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session
 
 from storage.models import Message
@@ -18,19 +18,28 @@ def iso_utc(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def context_messages(session: Session, agent_id: str, start_id: int) -> list[Any]:
+def _unless_known(column: Any) -> Any:
+    return case((Message.id > bindparam("known"), column), else_=None).label(column.key)
+
+
+_CONTEXT = (
+    select(Message.id, Message.role, _unless_known(Message.content), _unless_known(Message.tool_calls),
+           _unless_known(Message.tool_call_id), Message.tokens)
+    .where(Message.agent_id == bindparam("aid"), Message.id >= bindparam("start"))
+    .order_by(Message.id)
+)
+
+
+def context_messages(session: Session, agent_id: str, start_id: int, *, known_through: int = 0) -> list[Any]:
     """The in-context FIFO queue: messages from the agent's context cursor on.
 
     Plain rows (attribute access like a Message) rather than ORM objects: a step
-    reads a whole window of them and needs no identity map for that.
+    reads a whole window of them and needs no identity map for that. Rows with
+    id <= known_through come without content, tool_calls and tool_call_id: the
+    caller has them already (messages never change once written).
     """
-    stmt = (
-        select(Message.id, Message.role, Message.content, Message.tool_calls, Message.tool_call_id,
-               Message.tokens)
-        .where(Message.agent_id == agent_id, Message.id >= start_id)
-        .order_by(Message.id)
-    )
-    return list(session.execute(stmt))
+    params = {"aid": agent_id, "start": start_id, "known": known_through}
+    return list(session.connection().execute(_CONTEXT, params))
 
 
 def last_messages(session: Session, agent_id: str, limit: int) -> list[Message]:

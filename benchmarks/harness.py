@@ -165,10 +165,10 @@ class Bench:
                 raise TimeoutError(f"run {run_id} still {status} after {timeout_s}s ({steps} steps)")
             time.sleep(poll_s)
 
-    def send_and_wait(self, agent_id: str, text: str, timeout_s: float = 60.0) -> RunResult:
+    def send_and_wait(self, agent_id: str, text: str, timeout_s: float = 60.0, poll_s: float = 0.003) -> RunResult:
         t0 = time.perf_counter()
         run = self.client.send(agent_id, text)
-        return self.wait_run(run.run_id, t0, timeout_s)
+        return self.wait_run(run.run_id, t0, timeout_s, poll_s)
 
     def journal(self, *, run_ids: list[str] | None = None, agent_id: str | None = None) -> list[dict[str, Any]]:
         """Step journal rows: in-step ms, LLM latency ms, prompt size, outcome."""

@@ -220,3 +220,20 @@ def test_pressure_alert_is_given_once_per_crossing(builder_for):
     agent.pressure_alerted = True
     second = builder.build(agent, {}, history, pack_event_user("hi", "t"))
     assert second.alert is None and second.pressure_alerted
+
+
+def test_statistics_are_counted_exactly_from_cached_parts():
+    """The system prompt's statistics are counted as a fixed text plus their numbers."""
+    from types import SimpleNamespace
+
+    from workers.context import _stat_values, _stats_text
+    from workers.tokens import TokenCounter
+
+    counter = TokenCounter()
+    agent = SimpleNamespace(name="stats-agent", id="0f9e7c1a-22b4-4c55-8d0e-5a6b7c8d9e0f", passage_count=12345)
+    for model in ("gpt-4o-mini", "openai/scripted"):
+        for in_view, recall in [(1, 0), (119, 1234567), (5000, 99), (7, 100000000)]:
+            values = _stat_values(agent, in_view, recall)
+            estimate = counter.text(model, _stats_text(agent, ("0", "0", "0"))) + sum(
+                counter.text(model, n) - 1 for n in values)
+            assert estimate == counter.text(model, _stats_text(agent, values))

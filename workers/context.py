@@ -45,25 +45,33 @@ def render_system(
     agent: Agent, blocks: dict[str, Block], summary: str, in_view: int, recall_count: int
 ) -> str:
     """Instructions, memory statistics, every core-memory block with used/limit, the summary."""
-    head, stats, tail = _system_parts(agent, blocks, summary, in_view, recall_count)
-    return "\n".join([head, stats, tail])
+    head, tail = _system_parts(agent, blocks, summary)
+    return "\n".join([head, _stats_text(agent, _stat_values(agent, in_view, recall_count)), tail])
 
 
-def _system_parts(
-    agent: Agent, blocks: dict[str, Block], summary: str, in_view: int, recall_count: int
-) -> tuple[str, str, str]:
-    """(instructions, statistics, core memory + summary): the statistics change every
-    step, the rest rarely, so their token counts are cached apart."""
-    head = agent.system_prompt or BASE_SYSTEM_PROMPT
-    stats = "\n".join([
+def _stat_values(agent: Agent, in_view: int, recall_count: int) -> tuple[str, str, str]:
+    return str(in_view), str(recall_count), str(agent.passage_count)
+
+
+def _stats_text(agent: Agent, values: tuple[str, str, str]) -> str:
+    """The memory statistics. They change every step, so their tokens are counted as
+    the text with 0 for each number (the same every step) plus each number's tokens
+    beyond that 0 (digits are tokens of their own): both cache hits, and exact."""
+    in_view, recall, passages = values
+    return "\n".join([
         "",
         "### Memory statistics",
         f"- agent: {agent.name} (id {agent.id})",
         f"- messages in view: {in_view}",
-        f"- messages stored in total (recall memory, conversation_search): {recall_count}",
-        f"- passages in archival memory (archival_memory_search): {agent.passage_count}",
+        f"- messages stored in total (recall memory, conversation_search): {recall}",
+        f"- passages in archival memory (archival_memory_search): {passages}",
         "",
     ])
+
+
+def _system_parts(agent: Agent, blocks: dict[str, Block], summary: str) -> tuple[str, str]:
+    """(instructions, core memory + summary): they change rarely, so their counts are cached."""
+    head = agent.system_prompt or BASE_SYSTEM_PROMPT
     parts = ["### Core memory"]
     for label, block in blocks.items():
         parts.append(f'<block label="{label}" used="{len(block.value)}" limit="{block.limit_chars}">')
@@ -73,7 +81,7 @@ def _system_parts(
         parts.append("")
         parts.append("### Summary of older conversation (no longer in view)")
         parts.append(summary)
-    return head, stats, "\n".join(parts)
+    return head, "\n".join(parts)
 
 
 def message_to_llm(m: Message) -> dict[str, Any]:
@@ -122,8 +130,13 @@ class ContextBuilder:
         model = agent.model or self.settings.llm_model or "gpt-4o-mini"
         budget = self.budget(model)
         recall = agent.message_count
-        base = PER_MESSAGE_OVERHEAD + self.counter.tools(model, self.tools) + sum(
-            self.counter.text(model, part) for part in _system_parts(agent, blocks, "", len(history) + 1, recall)
+        numbers = _stat_values(agent, len(history) + 1, recall)
+        base = (
+            PER_MESSAGE_OVERHEAD
+            + self.counter.tools(model, self.tools)
+            + sum(self.counter.text(model, part) for part in _system_parts(agent, blocks, ""))
+            + self.counter.text(model, _stats_text(agent, ("0", "0", "0")))
+            + sum(self.counter.text(model, n) - 1 for n in numbers)
         )
         event_msg = {"role": "user", "content": event}
         alert_text = pack_event(

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
-from storage.models import Agent, InboxItem, Message, Run, StepRecord, utcnow
+from storage.models import InboxItem, Message, Run, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
 from workers.llm import ContextTooLong, LLMError, LLMReply
@@ -63,7 +63,7 @@ class _Turn:
     blocks: dict[str, Block]
     history: list[Message]
     event: str
-    inbox_item: Any  # a row of inbox, or None for a heartbeat
+    inbox_id: int | None  # the inbox event this step consumes; None for a heartbeat
 
 
 @dataclass
@@ -86,12 +86,13 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
     transaction of its own.)
     """
     with rt.db.transaction() as s:
-        lease = repo.acquire_lease(
+        taken = repo.acquire_lease_with_agent(
             s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
         )
-        turn = _load_turn(s, agent_id) if lease is not None else None
-    if lease is None:
+        turn = _load_turn(s, taken.agent) if taken is not None else None
+    if taken is None:
         return StepResult(agent_id, ran=False, reason="leased")
+    lease = taken.lease
     rt.leases.hold(lease)
     result = StepResult(agent_id, ran=False, reason="crashed")
     try:
@@ -121,25 +122,25 @@ def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> 
     return repo.has_pending_work(s, lease.agent_id)
 
 
-def _load_turn(s: Session, agent_id: str) -> _Turn | None:
-    """The agent, its run, event, core memory and in-context messages, as plain rows
-    (read-only snapshots with attribute access: no ORM identity map on the hot path)."""
-    agent = repo.agent_row(s, agent_id)
-    if agent is None:
-        return None
+def _load_turn(s: Session, agent: Any) -> _Turn | None:
+    """The agent's run, event, core memory and in-context messages, as plain rows
+    (read-only snapshots with attribute access: no ORM identity map on the hot path).
+
+    agent: the row the lease was taken with. None when no work waits.
+    """
     if agent.active_run_id:
         run = repo.run_row(s, agent.active_run_id)
         event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
-        item = None
+        inbox_id = None
     else:
-        item = repo.next_inbox_item(s, agent_id)
-        if item is None:
+        run = repo.next_inbox_run(s, agent.id)  # the run's row, carrying its inbox event
+        if run is None:
             return None
-        run = repo.run_row(s, item.run_id)
-        event = json.dumps(item.event, ensure_ascii=False)
-    blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent_id)}
-    history = repo.context_messages(s, agent_id, agent.context_start_id)
-    return _Turn(agent, run, blocks, history, event, item)
+        event = json.dumps(run.inbox_event, ensure_ascii=False)
+        inbox_id = run.inbox_id
+    blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent.id)}
+    history = repo.context_messages(s, agent.id, agent.context_start_id)
+    return _Turn(agent, run, blocks, history, event, inbox_id)
 
 
 def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
@@ -260,7 +261,6 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
 
 
 _INSERT_MESSAGE = insert(Message)
-_INSERT_STEP = insert(StepRecord)
 _CONSUME_INBOX = (
     update(InboxItem)
     .where(InboxItem.id == bindparam("iid"), InboxItem.consumed_at.is_(None))
@@ -272,19 +272,6 @@ _UPDATE_RUN = (
     .values({c: bindparam(f"p_{c}") for c in (
         "status", "steps", "replies", "error", "prompt_tokens", "completion_tokens", "cost_usd",
         "started_at", "finished_at")})
-)
-_UPDATE_AGENT = (
-    update(Agent)
-    .where(Agent.id == bindparam("aid"))
-    .values(
-        active_run_id=bindparam("p_active_run_id"),
-        heartbeat_reason=bindparam("p_heartbeat_reason"),
-        message_count=Agent.message_count + bindparam("p_new_messages"),
-    )
-)
-_UPDATE_AGENT_CONTEXT = _UPDATE_AGENT.values(
-    {c: bindparam(f"p_{c}") for c in (
-        "context_start_id", "summary", "summary_tokens", "pressure_alerted", "context_tokens", "context_window")}
 )
 
 
@@ -305,23 +292,23 @@ def _commit(
     model = turn.agent.model or rt.settings.llm_model or "gpt-4o-mini"
     for m in messages:
         m.tokens = rt.counter.message(model, message_to_llm(m))
-    agent_values: dict[str, object] = {
-        "p_active_run_id": None if outcome.status.finished else run.id,
-        "p_heartbeat_reason": outcome.heartbeat_reason,
-        "p_new_messages": len(messages),
+    active_run_id = None if outcome.status.finished else run.id
+    context_state = None if context is None else {
+        "context_start_id": context.context_start_id,
+        "summary": context.summary,
+        "summary_tokens": context.summary_tokens,
+        "pressure_alerted": context.pressure_alerted,
+        "context_tokens": context.tokens,
+        "context_window": context.window,
     }
-    if context is not None:
-        agent_values.update(
-            p_context_start_id=context.context_start_id,
-            p_summary=context.summary,
-            p_summary_tokens=context.summary_tokens,
-            p_pressure_alerted=context.pressure_alerted,
-            p_context_tokens=context.tokens,
-            p_context_window=context.window,
-        )
     finished_at = utcnow()
     with rt.db.transaction() as s:
-        step_no = repo.advance_step_counter(s, lease)
+        # First, so its row lock queues a stale worker's commit behind this one:
+        # fence (StaleLease), where the turn stands, and the release.
+        step_no = repo.advance_and_release(
+            s, lease, now_s=time.time(), active_run_id=active_run_id,
+            heartbeat_reason=outcome.heartbeat_reason, new_messages=len(messages), context=context_state,
+        )
         conn = s.connection()  # Core from here on: prebuilt statements, no ORM unit of work
         conn.execute(_INSERT_MESSAGE, [
             {"agent_id": agent_id, "run_id": run.id, "step_no": step_no, "role": m.role, "content": m.content,
@@ -329,10 +316,10 @@ def _commit(
              "created_at": finished_at}
             for m in messages
         ])
-        if turn.inbox_item is not None:
-            consumed = conn.execute(_CONSUME_INBOX, {"iid": turn.inbox_item.id, "at": finished_at})
+        if turn.inbox_id is not None:
+            consumed = conn.execute(_CONSUME_INBOX, {"iid": turn.inbox_id, "at": finished_at})
             if consumed.rowcount != 1:  # cancelled meanwhile (its batch was cancelled)
-                raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_item.id} was withdrawn")
+                raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_id} was withdrawn")
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
         passages = rt.memory.add_passages(s, agent_id, tool_ctx.new_passages) if tool_ctx.new_passages else []
         conn.execute(_UPDATE_RUN, {
@@ -347,7 +334,6 @@ def _commit(
             "p_started_at": run.started_at or started_at,
             "p_finished_at": finished_at if outcome.status.finished else None,
         })
-        conn.execute(_UPDATE_AGENT_CONTEXT if context is not None else _UPDATE_AGENT, {"aid": agent_id, **agent_values})
         journal = {
             "agent_id": agent_id,
             "run_id": run.id,
@@ -369,6 +355,6 @@ def _commit(
             "outcome": outcome.step_outcome.value,
             "error": outcome.error,
         }
-        conn.execute(_INSERT_STEP, journal)
-        more = _release(s, lease)
-    return StepRecord(**journal), passages, more
+        # Last, under the row lock: more work is this turn's heartbeat or a waiting event.
+        inbox_waits = repo.record_step(s, journal)
+    return StepRecord(**journal), passages, active_run_id is not None or inbox_waits

@@ -1,17 +1,19 @@
-"""Runs and the inbox: how inbound messages wait for their agent, in arrival order."""
+"""Runs and the inbox: how inbound messages wait for their agent, in arrival order,
+and how a step finds its event and learns whether more work waits."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, RunStatus
-from storage.models import Agent, InboxItem, Run, utcnow
+from storage.models import Agent, InboxItem, Run, StepRecord, utcnow
 from storage.repository.agents import get_agent
 from storage.repository.errors import BadInput, NotFound
 from storage.repository.messages import iso_utc
@@ -115,6 +117,25 @@ def next_inbox_item(session: Session, agent_id: str) -> Any | None:
     return session.connection().execute(_NEXT_INBOX, {"aid": agent_id}).first()
 
 
+# The run's columns under their own names, the event's under inbox_*.
+_NEXT_INBOX_RUN = (
+    select(InboxItem.id.label("inbox_id"), InboxItem.event.label("inbox_event"), Run.__table__)
+    .join_from(InboxItem, Run, InboxItem.run_id == Run.id)
+    .where(InboxItem.agent_id == bindparam("aid"), InboxItem.consumed_at.is_(None))
+    .order_by(InboxItem.id)
+    .limit(1)
+)
+
+
+def next_inbox_run(session: Session, agent_id: str) -> Any | None:
+    """next_inbox_item and run_row of its run in one statement; None if no event waits.
+
+    A read-only row of the run (its columns, as run_row gives them) that also
+    carries the event: inbox_id and inbox_event.
+    """
+    return session.connection().execute(_NEXT_INBOX_RUN, {"aid": agent_id}).first()
+
+
 _PENDING = select(Agent.id).where(
     Agent.id == bindparam("aid"),
     or_(
@@ -127,6 +148,27 @@ _PENDING = select(Agent.id).where(
 def has_pending_work(session: Session, agent_id: str) -> bool:
     """A turn in progress or an unconsumed inbox event."""
     return session.connection().execute(_PENDING, {"aid": agent_id}).first() is not None
+
+
+# aid, not a correlation with steps.agent_id: SQLite's RETURNING drops table
+# qualifiers, even inside a subquery.
+_RECORD_STEP = insert(StepRecord).returning(
+    exists().where(InboxItem.agent_id == bindparam("aid"), InboxItem.consumed_at.is_(None))
+)
+
+
+def record_step(session: Session, journal: Mapping[str, Any]) -> bool:
+    """Write a step's journal row (columns of steps); returns whether an inbox event
+    of its agent still waits (one statement: INSERT ... RETURNING EXISTS).
+
+    Run it last in the commit transaction, after advance_and_release took the
+    agent's row lock. On Postgres each statement reads a fresh snapshot, so an
+    event whose send held that lock while the fence waited is seen here (the
+    fence's own snapshot predates it, and that send's doorbell bounced off the
+    lease). Events this transaction consumed count as consumed.
+    """
+    params = {**journal, "aid": journal["agent_id"]}
+    return bool(session.connection().execute(_RECORD_STEP, params).scalar_one())
 
 
 def _has_work(now_s: float, idle_s: float):

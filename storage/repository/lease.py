@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
@@ -24,9 +25,21 @@ class Lease:
     attempts: int = 1  # leases taken on this step so far, this one included
 
 
+class LeasedAgent(NamedTuple):
+    """A lease just taken and the agent's row as it stands under it."""
+
+    lease: Lease
+    agent: Any  # a read-only row of agents (the columns agent_row gives)
+
+
+# Released leases end this far in the past, so a worker whose clock lags a
+# little behind the releasing one can still take the lease at once.
+RELEASE_SKEW_S = 1.0
+
+
 # Hot path: statements built once with bind parameters and run on the session's
 # connection as Core (no ORM bulk-update machinery, no per-call expression building).
-_ACQUIRE = (
+_TAKE = (
     update(Agent)
     .where(Agent.id == bindparam("aid"), Agent.lease_until_s < bindparam("now_s"))
     .values(
@@ -35,14 +48,28 @@ _ACQUIRE = (
         lease_until_s=bindparam("until_s"),
         step_attempts=Agent.step_attempts + 1,
     )
-    .returning(Agent.lease_token, Agent.step_counter, Agent.step_attempts)
 )
+_ACQUIRE = _TAKE.returning(Agent.lease_token, Agent.step_counter, Agent.step_attempts)
+_ACQUIRE_ROW = _TAKE.returning(Agent.__table__)
 _ADVANCE = (
     update(Agent)
     .where(Agent.id == bindparam("aid"), Agent.lease_token == bindparam("token"),
            Agent.step_counter == bindparam("counter"))
     .values(step_counter=Agent.step_counter + 1, step_attempts=0)
 )
+# Where a committed step leaves the agent's turn. The context columns are
+# written only by steps that compiled a context (a step that gave up did not).
+CONTEXT_COLUMNS = (
+    "context_start_id", "summary", "summary_tokens", "pressure_alerted", "context_tokens", "context_window",
+)
+_ADVANCE_AND_RELEASE = _ADVANCE.values(
+    active_run_id=bindparam("p_active_run_id"),
+    heartbeat_reason=bindparam("p_heartbeat_reason"),
+    message_count=Agent.message_count + bindparam("p_new_messages"),
+    lease_owner=None,
+    lease_until_s=bindparam("until_s"),
+)
+_ADVANCE_AND_RELEASE_CONTEXT = _ADVANCE_AND_RELEASE.values({c: bindparam(f"p_{c}") for c in CONTEXT_COLUMNS})
 # lease_owner IS NOT NULL: a renewal racing the step's own release must not
 # revive a released lease (every doorbell would bounce until it expired).
 _RENEW = (
@@ -70,6 +97,28 @@ def acquire_lease(
     return Lease(agent_id, token=row[0], step_counter=row[1], owner=owner, attempts=row[2])
 
 
+def acquire_lease_with_agent(
+    session: Session, agent_id: str, *, owner: str, lease_s: float, now_s: float
+) -> LeasedAgent | None:
+    """acquire_lease that also returns the agent's row, read by the same UPDATE.
+
+    The row shows the agent as it stands under the new lease (token, counter and
+    attempts included), as agent_row would read it next: a step needs no SELECT.
+    """
+    row = session.connection().execute(
+        _ACQUIRE_ROW, {"aid": agent_id, "now_s": now_s, "owner": owner, "until_s": now_s + lease_s}
+    ).one_or_none()
+    if row is None:
+        return None
+    lease = Lease(agent_id, token=row.lease_token, step_counter=row.step_counter, owner=owner,
+                  attempts=row.step_attempts)
+    return LeasedAgent(lease, row)
+
+
+def _stale(lease: Lease) -> StaleLease:
+    return StaleLease(f"agent {lease.agent_id}: lease {lease.token} at step {lease.step_counter} is stale")
+
+
 def advance_step_counter(session: Session, lease: Lease) -> int:
     """Fence a step's commit: succeeds once per (token, counter); raises StaleLease else.
 
@@ -80,9 +129,47 @@ def advance_step_counter(session: Session, lease: Lease) -> int:
         _ADVANCE, {"aid": lease.agent_id, "token": lease.token, "counter": lease.step_counter}
     )
     if result.rowcount != 1:
-        raise StaleLease(
-            f"agent {lease.agent_id}: lease {lease.token} at step {lease.step_counter} is stale"
-        )
+        raise _stale(lease)
+    return lease.step_counter + 1
+
+
+def advance_and_release(
+    session: Session,
+    lease: Lease,
+    *,
+    now_s: float,
+    active_run_id: str | None,
+    heartbeat_reason: str | None,
+    new_messages: int,
+    context: Mapping[str, object] | None = None,
+) -> int:
+    """A step's commit in one UPDATE of the agent: fence, turn state, release.
+
+    advance_step_counter (same fence, same StaleLease, same step number), then
+    where the turn stands: active_run_id and heartbeat_reason, message_count
+    grown by new_messages, and the CONTEXT_COLUMNS when context is given (all of
+    them); then release_lease. Run it first in the commit transaction, as
+    advance_step_counter: its row lock queues a stale commit behind this one.
+    The release shows once the transaction commits; a renewal waiting on the
+    row lock then finds no owner and extends nothing. Whether more work waits
+    is asked later in the transaction (record_step): on Postgres this UPDATE's
+    snapshot can predate a send whose row lock it waited for.
+    """
+    params: dict[str, object] = {
+        "aid": lease.agent_id,
+        "token": lease.token,
+        "counter": lease.step_counter,
+        "until_s": now_s - RELEASE_SKEW_S,
+        "p_active_run_id": active_run_id,
+        "p_heartbeat_reason": heartbeat_reason,
+        "p_new_messages": new_messages,
+    }
+    stmt = _ADVANCE_AND_RELEASE
+    if context is not None:
+        params.update({f"p_{c}": context[c] for c in CONTEXT_COLUMNS})
+        stmt = _ADVANCE_AND_RELEASE_CONTEXT
+    if session.connection().execute(stmt, params).rowcount != 1:
+        raise _stale(lease)
     return lease.step_counter + 1
 
 
@@ -97,11 +184,6 @@ def renew_leases(
         if result.rowcount == 1:
             renewed.add(agent_id)
     return renewed
-
-
-# Released leases end this far in the past, so a worker whose clock lags a
-# little behind the releasing one can still take the lease at once.
-RELEASE_SKEW_S = 1.0
 
 
 def release_lease(

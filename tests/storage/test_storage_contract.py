@@ -30,7 +30,10 @@ from storage.repository import (
     MessageTooLong,
     NotFound,
     StaleLease,
+    CONTEXT_COLUMNS,
     acquire_lease,
+    acquire_lease_with_agent,
+    advance_and_release,
     advance_step_counter,
     agents_with_pending_work,
     claim_agents_to_ring,
@@ -45,11 +48,14 @@ from storage.repository import (
     list_agents,
     load_blocks,
     next_inbox_item,
+    next_inbox_run,
+    record_step,
     release_lease,
     renew_leases,
     save_block_values,
 )
 from storage.repository.errors import BadInput
+from storage.repository.inbox import run_row
 from storage.repository.lease import RELEASE_SKEW_S
 from storage.repository.messages import count_from, iso_utc
 
@@ -473,6 +479,59 @@ def test_has_pending_work(db):
         assert has_pending_work(s, agent_id) is False
 
 
+def test_next_inbox_run_returns_the_run_of_the_oldest_unconsumed_event_with_that_event(db):
+    # given an agent with no events / then there is no run
+    a, other = make_agent(db, "a"), make_agent(db, "other")
+    with db.transaction() as s:
+        assert next_inbox_run(s, a) is None
+    # given two messages for the agent, and one for another agent before them
+    enqueue(db, other, "other0")
+    first, _ = enqueue(db, a, "m0")
+    enqueue(db, a, "m1")
+    # when the step looks for its event / then it gets the first run with its event
+    with db.transaction() as s:
+        got = next_inbox_run(s, a)
+        item = next_inbox_item(s, a)
+        run = run_row(s, first.id)
+    assert got.id == first.id and got.inbox_id == item.id and got.inbox_event == item.event
+    assert got.inbox_event["message"] == "m0"
+    # and the run's columns are those run_row gives
+    assert {k: getattr(got, k) for k in run._fields} == run._asdict()
+    # when that event is consumed / then the next one's run comes back
+    consume(db, item.id)
+    with db.transaction() as s:
+        assert next_inbox_run(s, a).inbox_event["message"] == "m1"
+        assert next_inbox_run(s, other).inbox_event["message"] == "other0"
+
+
+def journal_row(agent_id: str, step_no: int, token: int = 1) -> dict:
+    now = utcnow()
+    return {"agent_id": agent_id, "step_no": step_no, "lease_token": token, "started_at": now,
+            "finished_at": now, "outcome": "tool_ok"}
+
+
+def test_record_step_writes_the_journal_row_and_reports_whether_an_event_of_that_agent_waits(db):
+    # given an agent without events, and another agent with one
+    a, other = make_agent(db, "a"), make_agent(db, "other")
+    enqueue(db, other, "other0")
+    # when a step of a is recorded / then nothing waits for a
+    with db.transaction() as s:
+        assert record_step(s, journal_row(a, 1)) is False
+    # given an event for a / then it waits
+    enqueue(db, a, "m0")
+    with db.transaction() as s:
+        assert record_step(s, journal_row(a, 2)) is True
+    # when the step consumed that event earlier in its transaction / then nothing waits
+    with db.transaction() as s:
+        item = next_inbox_item(s, a)
+        s.execute(update(InboxItem).where(InboxItem.id == item.id).values(consumed_at=utcnow()))
+        assert record_step(s, journal_row(a, 3)) is False
+    # then every journal row was written
+    with db.transaction() as s:
+        steps = list(s.scalars(select(StepRecord.step_no).where(StepRecord.agent_id == a)))
+    assert sorted(steps) == [1, 2, 3]
+
+
 def test_agents_with_pending_work_skips_live_leases_until_they_expire(db):
     # given: leased has an inbox event and a live lease; free has an event and no
     # lease; midturn has only an active run; idle has nothing
@@ -691,6 +750,80 @@ def test_renew_leases_only_renews_matching_tokens(db):
     assert agent_row(db, b).lease_token == new_b.token
 
 
+def test_acquire_lease_with_agent_returns_the_lease_and_the_agents_row_under_it(db):
+    # given an agent whose lease was taken and expired once
+    agent_id = make_agent(db)
+    take_lease(db, agent_id, now_s=NOW, owner="w1")
+    # when another worker takes it with the agent's row
+    with db.transaction() as s:
+        taken = acquire_lease_with_agent(s, agent_id, owner="w2", lease_s=LEASE_S, now_s=NOW + LEASE_S + 1)
+    # then the lease is what acquire_lease gives, and the row the agent as it now stands
+    assert taken.lease == Lease(agent_id=agent_id, token=2, step_counter=0, owner="w2", attempts=2)
+    with db.transaction() as s:
+        stored = s.connection().execute(select(Agent.__table__).where(Agent.id == agent_id)).one()
+    assert taken.agent._asdict() == stored._asdict()
+    assert (taken.agent.lease_owner, taken.agent.lease_until_s) == ("w2", NOW + 2 * LEASE_S + 1)
+    # when the lease is live, or the agent unknown / then nothing is taken
+    with db.transaction() as s:
+        assert acquire_lease_with_agent(s, agent_id, owner="w3", lease_s=LEASE_S, now_s=NOW + LEASE_S + 2) is None
+        assert acquire_lease_with_agent(s, UNKNOWN, owner="w3", lease_s=LEASE_S, now_s=NOW) is None
+    assert agent_row(db, agent_id).lease_owner == "w2"
+
+
+def _advance_and_release(s, lease: Lease, **state) -> int:
+    """advance_and_release with a plain turn state unless given."""
+    state = {"active_run_id": None, "heartbeat_reason": None, "new_messages": 1, **state}
+    return advance_and_release(s, lease, now_s=NOW + 5, **state)
+
+
+def test_advance_and_release_fences_writes_the_turn_and_releases_the_lease(db):
+    # given a held lease on its second attempt, and a run in progress
+    agent_id = make_agent(db)
+    take_lease(db, agent_id, now_s=NOW - LEASE_S - 1)
+    lease = take_lease(db, agent_id, now_s=NOW)
+    run, _ = enqueue(db, agent_id)
+    context = {c: v for c, v in zip(CONTEXT_COLUMNS, (7, "summary", 12, True, 345, 8000), strict=True)}
+    # when the step commits with its turn state and context
+    with db.transaction() as s:
+        step_no = _advance_and_release(s, lease, active_run_id=run.id, heartbeat_reason="again",
+                                       new_messages=3, context=context)
+    # then the counter moved, the turn and context are stored, and the lease is free
+    assert step_no == 1
+    row = agent_row(db, agent_id)
+    assert (row.step_counter, row.step_attempts, row.lease_token) == (1, 0, lease.token)
+    assert (row.active_run_id, row.heartbeat_reason, row.message_count) == (run.id, "again", 3)
+    assert {c: getattr(row, c) for c in CONTEXT_COLUMNS} == context
+    assert (row.lease_owner, row.lease_until_s) == (None, NOW + 5 - RELEASE_SKEW_S)
+    # when a renewal comes after the release / then it revives nothing
+    with db.transaction() as s:
+        assert renew_leases(s, {agent_id: lease.token}, lease_s=LEASE_S, now_s=NOW + 6) == set()
+    # when the same (token, counter) commits again / then it is stale and writes nothing
+    with pytest.raises(StaleLease, match=agent_id):
+        with db.transaction() as s:
+            _advance_and_release(s, lease, new_messages=5)
+    assert (agent_row(db, agent_id).step_counter, agent_row(db, agent_id).message_count) == (1, 3)
+    # when the next step commits without a context / then the turn ends, the context stays
+    next_lease = take_lease(db, agent_id, now_s=NOW + 6)
+    with db.transaction() as s:
+        assert _advance_and_release(s, next_lease, new_messages=2) == 2
+    row = agent_row(db, agent_id)
+    assert (row.active_run_id, row.heartbeat_reason, row.message_count) == (None, None, 5)
+    assert {c: getattr(row, c) for c in CONTEXT_COLUMNS} == context
+
+
+def test_advance_and_release_with_an_old_token_is_stale(db):
+    # given a lease that expired and was taken over
+    agent_id = make_agent(db)
+    old = take_lease(db, agent_id, now_s=NOW)
+    new = take_lease(db, agent_id, now_s=NOW + LEASE_S + 1, owner="w2")
+    # when the old holder commits / then it is stale, and the new holder keeps the lease
+    with pytest.raises(StaleLease):
+        with db.transaction() as s:
+            _advance_and_release(s, old)
+    row = agent_row(db, agent_id)
+    assert (row.step_counter, row.lease_owner, row.message_count) == (0, "w2", 0)
+
+
 # ------------------------------------------------------------------ concurrency
 
 
@@ -724,11 +857,15 @@ def test_ten_threads_racing_for_one_lease_exactly_one_wins(db):
     assert (row.lease_token, row.lease_owner) == (1, winners[0].owner)
 
 
-def _commit_step(db: Database, lease: Lease, content: str) -> str:
+FENCES = pytest.mark.parametrize("fence", [advance_step_counter, _advance_and_release],
+                                 ids=["advance_step_counter", "advance_and_release"])
+
+
+def _commit_step(db: Database, lease: Lease, content: str, fence=advance_step_counter) -> str:
     """One worker's commit: fence first (as DESIGN §2 step 6), then its writes."""
     try:
         with db.transaction() as s:
-            step_no = advance_step_counter(s, lease)
+            step_no = fence(s, lease)
             s.add(Message(agent_id=lease.agent_id, role="assistant", content=content, step_no=step_no))
             s.add(step_row(lease.agent_id, step_no, lease.token))
         return "committed"
@@ -736,7 +873,8 @@ def _commit_step(db: Database, lease: Lease, content: str) -> str:
         return "stale"
 
 
-def test_two_workers_racing_the_same_step_exactly_one_commits(db):
+@FENCES
+def test_two_workers_racing_the_same_step_exactly_one_commits(db, fence):
     # given two workers holding the same (token, counter)
     agent_id = make_agent(db)
     lease = take_lease(db, agent_id)
@@ -746,7 +884,7 @@ def test_two_workers_racing_the_same_step_exactly_one_commits(db):
     def worker(name: str) -> None:
         barrier.wait(timeout=10)
         try:
-            outcomes[name] = _commit_step(db, lease, name)
+            outcomes[name] = _commit_step(db, lease, name, fence)
         except BaseException as exc:
             outcomes[name] = repr(exc)
 
@@ -763,7 +901,8 @@ def test_two_workers_racing_the_same_step_exactly_one_commits(db):
     assert agent_row(db, agent_id).step_counter == 1
 
 
-def test_a_worker_blocked_behind_a_live_commit_is_rejected_after_it(db):
+@FENCES
+def test_a_worker_blocked_behind_a_live_commit_is_rejected_after_it(db, fence):
     # given worker A inside its commit transaction, past the fence, not yet committed
     agent_id = make_agent(db)
     lease = take_lease(db, agent_id)
@@ -773,7 +912,7 @@ def test_a_worker_blocked_behind_a_live_commit_is_rejected_after_it(db):
     def worker_a() -> None:
         try:
             with db.transaction() as s:
-                advance_step_counter(s, lease)
+                fence(s, lease)
                 s.add(Message(agent_id=agent_id, role="assistant", content="A"))
                 s.flush()
                 fenced.set()
@@ -786,7 +925,7 @@ def test_a_worker_blocked_behind_a_live_commit_is_rejected_after_it(db):
     def worker_b() -> None:
         assert fenced.wait(10)
         try:
-            outcomes["B"] = _commit_step(db, lease, "B")
+            outcomes["B"] = _commit_step(db, lease, "B", fence)
         except BaseException as exc:
             outcomes["B"] = repr(exc)
 
@@ -798,6 +937,41 @@ def test_a_worker_blocked_behind_a_live_commit_is_rejected_after_it(db):
     with db.transaction() as s:
         assert list(s.scalars(select(Message.content).where(Message.agent_id == agent_id))) == ["A"]
     assert agent_row(db, agent_id).step_counter == 1
+
+
+def test_a_send_that_held_the_agents_row_while_the_fence_waited_is_seen_as_more_work(db):
+    # given a send inside its transaction, holding the agent's row, and a worker
+    # that holds the lease (the send's doorbell will bounce off it)
+    agent_id = make_agent(db)
+    lease = take_lease(db, agent_id)
+    sending = threading.Event()
+    more: list[bool] = []
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            with db.transaction() as s:
+                enqueue_message(s, agent_id, "late", max_chars=MAX_CHARS)
+                sending.set()
+                time.sleep(0.3)  # the worker's commit now starts and waits for the row
+        except BaseException as exc:
+            sending.set()
+            errors.append(exc)
+
+    def worker() -> None:
+        assert sending.wait(10)
+        try:
+            with db.transaction() as s:
+                step_no = _advance_and_release(s, lease)
+                more.append(record_step(s, journal_row(agent_id, step_no, lease.token)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    # when the worker commits its step (fence first, journal last)
+    run_threads([sender, worker])
+
+    # then the commit saw the event that arrived while it waited, so it re-rings
+    assert errors == [] and more == [True]
 
 
 # --------------------------------------------------------------------- messages

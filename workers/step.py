@@ -26,6 +26,7 @@ from storage import repository as repo
 from storage.models import InboxItem, Message, Run, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
+from workers.history import HistoryCache
 from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
@@ -89,7 +90,7 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
         taken = repo.acquire_lease_with_agent(
             s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
         )
-        turn = _load_turn(s, taken.agent) if taken is not None else None
+        turn = _load_turn(s, taken.agent, rt.history) if taken is not None else None
     if taken is None:
         return StepResult(agent_id, ran=False, reason="leased")
     lease = taken.lease
@@ -122,7 +123,7 @@ def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> 
     return repo.has_pending_work(s, lease.agent_id)
 
 
-def _load_turn(s: Session, agent: Any) -> _Turn | None:
+def _load_turn(s: Session, agent: Any, history_cache: HistoryCache) -> _Turn | None:
     """The agent's run, event, core memory and in-context messages, as plain rows
     (read-only snapshots with attribute access: no ORM identity map on the hot path).
 
@@ -139,7 +140,9 @@ def _load_turn(s: Session, agent: Any) -> _Turn | None:
         event = json.dumps(run.inbox_event, ensure_ascii=False)
         inbox_id = run.inbox_id
     blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent.id)}
-    history = repo.context_messages(s, agent.id, agent.context_start_id)
+    start = agent.context_start_id
+    history = history_cache.load(
+        agent.id, start, lambda known: repo.context_messages(s, agent.id, start, known_through=known))
     return _Turn(agent, run, blocks, history, event, inbox_id)
 
 

@@ -757,6 +757,11 @@ def test_acquire_lease_with_agent_returns_the_lease_and_the_agents_row_under_it(
     # when another worker takes it with the agent's row
     with db.transaction() as s:
         taken = acquire_lease_with_agent(s, agent_id, owner="w2", lease_s=LEASE_S, now_s=NOW + LEASE_S + 1)
+        if not db.is_sqlite:  # the lease's transaction alone commits without waiting for the WAL flush
+            assert s.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    if not db.is_sqlite:
+        with db.transaction() as s:
+            assert s.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
     # then the lease is what acquire_lease gives, and the row the agent as it now stands
     assert taken.lease == Lease(agent_id=agent_id, token=2, step_counter=0, owner="w2", attempts=2)
     with db.transaction() as s:

@@ -35,7 +35,12 @@ def normalize_url(url: str) -> str:
 
 
 class Database:
-    """One engine and session factory; `transaction()` is the only way to write."""
+    """One engine and session factory; `transaction()` is the way to write several rows.
+
+    Postgres: two pools, one for transactions and one for autocommit statements
+    (`autocommit()`), each of pool_size connections plus as many overflow,
+    opened on demand.
+    """
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
@@ -52,21 +57,43 @@ class Database:
             # upgrade its lock later ("database is locked"); writers queue instead.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
-            self.engine = create_engine(
-                self.url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                # No pre-ping (a round trip per checkout): after a database restart
-                # the first statement fails, SQLAlchemy drops the whole pool, and the
-                # step is retried (steps are idempotent).
-                pool_recycle=1800,
-            )
+            self.engine = self._postgres_engine(pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Postgres: a pool of its own whose connections stay in autocommit (switching
+        # a pooled connection per checkout costs more than it saves). SQLite keeps
+        # one transaction: its BEGIN and COMMIT cost no round trip.
+        self.autocommit_engine: Engine = self.engine if self.is_sqlite else self._postgres_engine(
+            pool_size, isolation_level="AUTOCOMMIT")
+        self._autocommit_sessions = sessionmaker(self.autocommit_engine, expire_on_commit=False)
+
+    def _postgres_engine(self, pool_size: int, **options: str) -> Engine:
+        return create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            # No pre-ping (a round trip per checkout): after a database restart
+            # the first statement fails, SQLAlchemy drops the whole pool, and the
+            # step is retried (steps are idempotent).
+            pool_recycle=1800,
+            **options,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session inside one transaction: committed on exit, rolled back on error."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Session]:
+        """A session whose statements each commit on their own (Postgres).
+
+        For work that needs no atomicity across statements: a single write, or
+        reads that need no common snapshot (on Postgres, READ COMMITTED gives each
+        statement its own snapshot inside a transaction too). Two round trips fewer
+        than transaction(). On SQLite it is transaction().
+        """
+        with self._autocommit_sessions() as session, session.begin():
             yield session
 
     def upgrade(self) -> None:
@@ -83,3 +110,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.autocommit_engine.dispose()

@@ -82,19 +82,15 @@ class _Outcome:
 def run_step(rt: Runtime, agent_id: str) -> StepResult:
     """Run at most one step of the agent; safe to call for any doorbell, any number of times.
 
-    Two transactions: take the lease and load the turn; commit the step, release
-    the lease and look for more work. (A step that commits nothing releases in a
-    transaction of its own.)
+    Taking the lease and loading the turn need no transaction of their own (the
+    lease makes the agent's state ours; on Postgres they run as autocommit
+    statements); then one transaction commits the step, releases the lease and
+    looks for more work. (A step that commits nothing releases on its own.)
     """
-    with rt.db.transaction() as s:
-        taken = repo.acquire_lease_with_agent(
-            s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
-        )
-        turn = _load_turn(s, taken.agent, rt.history) if taken is not None else None
+    taken = _lease_and_load(rt, agent_id)
     if taken is None:
         return StepResult(agent_id, ran=False, reason="leased")
-    lease = taken.lease
-    rt.leases.hold(lease)
+    lease, turn = taken
     result = StepResult(agent_id, ran=False, reason="crashed")
     try:
         if turn is None:
@@ -106,18 +102,48 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
     finally:
         rt.leases.drop(lease)
         if not result.released:
-            with rt.db.transaction() as s:
+            with rt.db.autocommit() as s:
                 more = _release(s, lease, reset_attempts=result.reason == "no_work")
             result = replace(result, more_work=more)
     return replace(result, takeover=lease.attempts > 1)
 
 
+def _lease_and_load(rt: Runtime, agent_id: str) -> tuple[repo.Lease, _Turn | None] | None:
+    """Take the agent's lease and load its turn (None: the lease is held elsewhere).
+
+    The lease is held (renewed) from here until run_step drops it. A load that
+    fails gives the lease back at once, as an attempt that failed.
+    """
+    with rt.db.autocommit() as s:
+        taken = repo.acquire_lease_with_agent(
+            s, agent_id, owner=rt.worker_id, lease_s=rt.settings.lease_s, now_s=time.time()
+        )
+        if taken is None:
+            return None
+        rt.leases.hold(taken.lease)
+        try:
+            return taken.lease, _load_turn(s, taken.agent, rt.history)
+        except BaseException:
+            rt.leases.drop(taken.lease)
+            _release_after_failed_load(rt, taken.lease)
+            raise
+
+
+def _release_after_failed_load(rt: Runtime, lease: repo.Lease) -> None:
+    try:
+        with rt.db.autocommit() as s:
+            repo.release_lease(s, lease, now_s=time.time())
+    except Exception as exc:  # the database is away: the lease expires instead
+        log.warning("could not release the lease of agent %s after a failed load: %s", lease.agent_id, exc)
+
+
 def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> bool:
     """Release the lease, then report whether work is waiting.
 
-    After the release, in the same transaction: a doorbell that bounced off our
-    lease meanwhile is answered by our re-ring (a send committed later finds the
-    lease free, or waits on our row lock and then finds it free).
+    The check comes after the release has committed (autocommit on Postgres;
+    one transaction on SQLite, which has one writer at a time): an event whose
+    doorbell bounced off our lease is seen here and answered by our re-ring; a
+    send that commits later rings a doorbell that finds the lease free.
     """
     repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts)
     return repo.has_pending_work(s, lease.agent_id)

@@ -156,20 +156,21 @@ def _load_turn(s: Session, agent: Any, history_cache: HistoryCache) -> _Turn | N
     agent: the row the lease was taken with. None when no work waits.
     """
     if agent.active_run_id:
-        run = repo.run_row(s, agent.active_run_id)
+        run, blocks = repo.active_turn(s, agent.active_run_id)
         event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
         inbox_id = None
     else:
-        run = repo.next_inbox_run(s, agent.id)  # the run's row, carrying its inbox event
-        if run is None:
+        taken = repo.next_event_turn(s, agent.id)  # the run's row carries its inbox event
+        if taken is None:
             return None
+        run, blocks = taken
         event = json.dumps(run.inbox_event, ensure_ascii=False)
         inbox_id = run.inbox_id
-    blocks = {b.label: Block(b.value, b.limit_chars) for b in repo.load_blocks(s, agent.id)}
     start = agent.context_start_id
     history = history_cache.load(
         agent.id, start, lambda known: repo.context_messages(s, agent.id, start, known_through=known))
-    return _Turn(agent, run, blocks, history, event, inbox_id)
+    return _Turn(agent, run, {label: Block(value, limit) for label, value, limit in blocks}, history, event,
+                 inbox_id)
 
 
 def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:

@@ -23,10 +23,10 @@ from storage.repository.inbox import (
     get_run,
     has_pending_work,
     next_inbox_item,
-    next_inbox_run,
     record_step,
     run_row,
 )
+from storage.repository.turn import TurnRows, active_turn, next_event_turn
 from storage.repository.lease import (
     CONTEXT_COLUMNS,
     Lease,
@@ -70,10 +70,12 @@ __all__ = [
     "list_agents",
     "load_blocks",
     "next_inbox_item",
-    "next_inbox_run",
     "record_step",
     "release_lease",
     "renew_leases",
     "run_row",
+    "TurnRows",
+    "active_turn",
+    "next_event_turn",
     "save_block_values",
 ]

@@ -117,25 +117,6 @@ def next_inbox_item(session: Session, agent_id: str) -> Any | None:
     return session.connection().execute(_NEXT_INBOX, {"aid": agent_id}).first()
 
 
-# The run's columns under their own names, the event's under inbox_*.
-_NEXT_INBOX_RUN = (
-    select(InboxItem.id.label("inbox_id"), InboxItem.event.label("inbox_event"), Run.__table__)
-    .join_from(InboxItem, Run, InboxItem.run_id == Run.id)
-    .where(InboxItem.agent_id == bindparam("aid"), InboxItem.consumed_at.is_(None))
-    .order_by(InboxItem.id)
-    .limit(1)
-)
-
-
-def next_inbox_run(session: Session, agent_id: str) -> Any | None:
-    """next_inbox_item and run_row of its run in one statement; None if no event waits.
-
-    A read-only row of the run (its columns, as run_row gives them) that also
-    carries the event: inbox_id and inbox_event.
-    """
-    return session.connection().execute(_NEXT_INBOX_RUN, {"aid": agent_id}).first()
-
-
 _PENDING = select(Agent.id).where(
     Agent.id == bindparam("aid"),
     or_(

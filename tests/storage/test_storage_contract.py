@@ -47,8 +47,9 @@ from storage.repository import (
     last_messages,
     list_agents,
     load_blocks,
+    active_turn,
+    next_event_turn,
     next_inbox_item,
-    next_inbox_run,
     record_step,
     release_lease,
     renew_leases,
@@ -479,29 +480,53 @@ def test_has_pending_work(db):
         assert has_pending_work(s, agent_id) is False
 
 
-def test_next_inbox_run_returns_the_run_of_the_oldest_unconsumed_event_with_that_event(db):
-    # given an agent with no events / then there is no run
-    a, other = make_agent(db, "a"), make_agent(db, "other")
+def test_next_event_turn_returns_the_run_of_the_oldest_unconsumed_event_with_that_event_and_the_blocks(db):
+    # given an agent with no events / then there is no turn
+    a = make_agent(db, "a", blocks={"persona": "P", "human": "H", "notes": "N"})
+    other = make_agent(db, "other")
     with db.transaction() as s:
-        assert next_inbox_run(s, a) is None
+        assert next_event_turn(s, a) is None
     # given two messages for the agent, and one for another agent before them
     enqueue(db, other, "other0")
     first, _ = enqueue(db, a, "m0")
     enqueue(db, a, "m1")
     # when the step looks for its event / then it gets the first run with its event
     with db.transaction() as s:
-        got = next_inbox_run(s, a)
+        got, blocks = next_event_turn(s, a)
         item = next_inbox_item(s, a)
         run = run_row(s, first.id)
+        stored_blocks = [(b.label, b.value, b.limit_chars) for b in load_blocks(s, a)]
     assert got.id == first.id and got.inbox_id == item.id and got.inbox_event == item.event
     assert got.inbox_event["message"] == "m0"
-    # and the run's columns are those run_row gives
+    # and the run's columns are those run_row gives, the blocks those load_blocks gives, in order
     assert {k: getattr(got, k) for k in run._fields} == run._asdict()
+    assert blocks == stored_blocks == [("persona", "P", 100), ("human", "H", 100), ("notes", "N", 100)]
     # when that event is consumed / then the next one's run comes back
     consume(db, item.id)
     with db.transaction() as s:
-        assert next_inbox_run(s, a).inbox_event["message"] == "m1"
-        assert next_inbox_run(s, other).inbox_event["message"] == "other0"
+        assert next_event_turn(s, a).run.inbox_event["message"] == "m1"
+        assert next_event_turn(s, other).run.inbox_event["message"] == "other0"
+
+
+def test_active_turn_returns_the_run_and_the_blocks_or_refuses_an_unknown_run(db):
+    # given a run of an agent with blocks, and a run of an agent with none
+    a = make_agent(db, "a", blocks={"persona": "P", "human": "H"})
+    bare = make_agent(db, "bare", blocks={})
+    run, _ = enqueue(db, a, "m0")
+    bare_run, _ = enqueue(db, bare, "m0")
+    # when the turn in progress is read
+    with db.transaction() as s:
+        got = active_turn(s, run.id)
+        got_bare = active_turn(s, bare_run.id)
+        stored = run_row(s, run.id)
+    # then the run is as run_row gives it and the blocks come in order
+    assert {k: getattr(got.run, k) for k in stored._fields} == stored._asdict()
+    assert got.blocks == [("persona", "P", 100), ("human", "H", 100)]
+    # and an agent without blocks still gets its run
+    assert got_bare.run.id == bare_run.id and got_bare.blocks == []
+    # and an unknown run is refused by name
+    with db.transaction() as s, pytest.raises(NotFound, match="unknown run"):
+        active_turn(s, UNKNOWN)
 
 
 def journal_row(agent_id: str, step_no: int, token: int = 1) -> dict:

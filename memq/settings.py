@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 1024
     # OpenAI-format routes skip litellm.completion's per-call work (workers/llm_direct.py).
     llm_direct: bool = True
+    # HTTP connections a process keeps to the provider on that route (calls in flight beyond it wait).
+    llm_max_connections: int = 1000
     # Agents whose in-context messages a worker process keeps between steps (0: none).
     history_cache_agents: int = 256
     # Provider limits per model, shared by all workers through Redis (0/unset: none).

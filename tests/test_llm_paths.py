@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -114,3 +115,29 @@ def test_the_direct_route_serves_openai_format_routes_only(llm):
     assert direct.supports("openai/gpt-4o-mini")
     assert not direct.supports("anthropic/claude-3-5-sonnet-20240620")
     assert _client(llm, False).direct is None
+
+
+def test_hundreds_of_concurrent_calls_each_succeed_at_the_first_attempt(llm, request, monkeypatch):
+    # given one client shared by 300 threads (a worker's step threads) and a slow provider
+    client = _client(llm, True, llm_timeout_s=30.0, llm_max_retries=0)
+    monkeypatch.setattr(llm, "latency_ms", 1000)
+    key = _key(request, True)
+    llm.set_default(key, {"tool": "send_message", "args": {"message": "ok"}})
+    replies, errors = [], []
+
+    def call(i: int) -> None:
+        try:
+            replies.append(client.complete(_messages(key, f"m{i}"), TOOLS))
+        except Exception as exc:  # collected: the assertion below names them
+            errors.append(repr(exc))
+
+    # when all of them call at once
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(300)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.close()
+    # then every call got its answer on its first attempt (no pool error, no reset connection)
+    assert errors == []
+    assert len(replies) == 300 and all(r.attempts == 1 and r.tool_calls[0].name == "send_message" for r in replies)

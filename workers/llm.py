@@ -87,8 +87,13 @@ class LLMClient:
 
             s = self.settings
             self._direct = DirectRoute(self.litellm, api_base=s.llm_api_base, api_key=s.llm_api_key,
-                                       timeout_s=s.llm_timeout_s)
+                                       timeout_s=s.llm_timeout_s, max_connections=s.llm_max_connections)
         return self._direct
+
+    def close(self) -> None:
+        """Close the direct route's connections (litellm's own clients are litellm's)."""
+        if self._direct is not None:
+            self._direct.close()
 
     def _parse(self, response: Any) -> LLMReply:
         choices = getattr(response, "choices", None) or []

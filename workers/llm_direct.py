@@ -22,6 +22,7 @@ route may skip it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -31,6 +32,7 @@ from typing import Any
 # Providers whose chat config is litellm's OpenAI format (OpenAIGPTConfig).
 DIRECT_PROVIDERS = frozenset({"openai", "hosted_vllm"})
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+CLIENT_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,18 @@ class DirectRoute:
     Built once per process; thread-safe (one kept-alive HTTP client shared by all steps).
     """
 
-    def __init__(self, litellm: Any, *, api_base: str | None, api_key: str | None, timeout_s: float) -> None:
+    def __init__(self, litellm: Any, *, api_base: str | None, api_key: str | None, timeout_s: float,
+                 max_connections: int = 1000) -> None:
         self.litellm = litellm
+        self.max_connections = max_connections
         self.api_base = api_base
         self.api_key = api_key
         self.timeout_s = timeout_s
         self._requests: dict[tuple[str, int, int], _Request | None] = {}
         self._lock = threading.Lock()
-        self._http: Any = None
-        self._handler: Any = None
+        self._clients: list[Any] = []
+        self._local = threading.local()
+        self._next_shard = itertools.count()
 
     def supports(self, route: str) -> bool:
         """True when `route` resolves to a provider this route serves."""
@@ -147,17 +152,50 @@ class DirectRoute:
         return ll.ProviderConfigManager.get_provider_chat_config(model=req.model, provider=ll.LlmProviders(req.provider))
 
     def _client(self) -> Any:
-        if self._http is None:
-            with self._lock:
-                if self._http is None:
-                    from litellm.llms.custom_httpx.http_handler import HTTPHandler
-                    import httpx
+        """This thread's client: threads are spread round-robin over CLIENT_SHARDS clients.
 
-                    # litellm's configured httpx.Client (SSL, proxies); the handler closes
-                    # it when collected, so the handler is kept too.
-                    self._handler = HTTPHandler(timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
-                    self._http = self._handler.client
-        return self._http
+        httpcore's pool does work proportional to the requests in flight on every
+        request, under one lock: at 500 concurrent calls one client spends seconds
+        there (6.5 s for 500 one-second calls measured here, against 1.2 s for 500
+        plain connections); 32 clients of ~16 calls each stay at ~1 s.
+        """
+        client = getattr(self._local, "client", None)
+        if client is None:
+            with self._lock:
+                if not self._clients:
+                    per_shard = max(1, -(-self.max_connections // CLIENT_SHARDS))
+                    self._clients = [self._new_client(per_shard) for _ in range(CLIENT_SHARDS)]
+                client = self._clients[next(self._next_shard) % CLIENT_SHARDS]
+            self._local.client = client
+        return client
+
+    def close(self) -> None:
+        """Close the kept-alive connections (the route builds new clients if used again)."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+            self._local = threading.local()
+        for client in clients:
+            client.close()
+
+    def _new_client(self, max_connections: int) -> Any:
+        """An httpx.Client configured as litellm configures its own (SSL settings, client
+        certificate, default headers, IPv4 or a custom transport), with keep-alive for
+        every connection it may open (httpx's default keeps 20 of 100 and reconnects)."""
+        import httpx
+        from litellm.llms.custom_httpx.http_handler import get_default_headers, get_ssl_configuration
+
+        ll = self.litellm
+        verify = get_ssl_configuration(None)  # litellm caches the SSL context: shared by all shards
+        cert = os.getenv("SSL_CERTIFICATE", ll.ssl_certificate)
+        tls = {"verify": verify, **({"cert": cert} if cert else {})}
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        transport = getattr(ll, "sync_transport", None)  # the user's own transport wins
+        if transport is None and ll.force_ipv4:
+            transport = httpx.HTTPTransport(local_address="0.0.0.0", limits=limits, **tls)
+        return httpx.Client(
+            transport=transport, limits=limits, headers=get_default_headers(), follow_redirects=True,
+            timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)), **tls,
+        )
 
     # -- per call ----------------------------------------------------------------------
 

@@ -119,5 +119,6 @@ class Runtime:
 
     def close(self) -> None:
         self.leases.stop()
+        self.llm.close()
         self.memory.vectors.close()
         self.db.dispose()

@@ -4,10 +4,13 @@ retry loop itself. Shared by chat completions (workers/llm.py) and embeddings
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+log = logging.getLogger("memq.provider")
 
 T = TypeVar("T")
 
@@ -113,5 +116,7 @@ def call_with_retries(
             hinted = retry_after_s(exc)
             if hinted is not None:
                 delay = min(max(hinted, 0.0), backoff_max_s)
+            log.warning("provider call attempt %d of %d failed: %s; retrying in %.1f s",
+                        attempt, attempts, errors[-1], delay)
             sleep(delay)
     raise AssertionError("unreachable")

@@ -58,15 +58,19 @@ def test_tool_call_and_usage_come_back(llm, request, direct):
 @pytest.mark.parametrize("fault", [{"status": 500}, {"status": 503}, {"status": 429, "retry_after": 0},
                                    {"garbage": True}, {"empty_choices": True}, {"sleep_s": 1.5}],
                          ids=["500", "503", "429", "garbage", "empty", "timeout"])
-def test_a_fault_then_success_is_retried(llm, request, direct, fault):
+def test_a_fault_then_success_is_retried(llm, request, direct, fault, caplog):
     # given one faulty answer before a good one
     key = _key(request, direct)
     llm.script(key, fault)
     # when the client calls
-    reply = _client(llm, direct).complete(_messages(key, "again"), TOOLS)
+    with caplog.at_level("WARNING", logger="memq.provider"):
+        reply = _client(llm, direct).complete(_messages(key, "again"), TOOLS)
     # then the second attempt's answer is used
     assert reply.attempts == 2
     assert reply.tool_calls[0].name == "send_message" and "echo: again" in reply.tool_calls[0].arguments
+    # and the failed attempt was logged with what went wrong
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["provider call attempt 1 of 3 failed"]
+    assert reply.retries[0] in caplog.records[0].getMessage()
 
 
 @pytest.mark.parametrize("direct", PATHS)

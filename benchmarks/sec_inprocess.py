@@ -41,10 +41,12 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
 
     marks: list[tuple[str, float]] = []
     undo = _time_phases(rt, marks)
-    engine = rt.db.engine
-    event.listen(engine, "before_cursor_execute", on_exec)
+    engine = rt.db.engine  # transactions: BEGIN and COMMIT are round trips
+    engines = {engine, rt.db.autocommit_engine}  # autocommit statements (Postgres): no BEGIN, no COMMIT
+    for e in engines:
+        event.listen(e, "before_cursor_execute", on_exec)
+        event.listen(e.pool, "checkout", on_checkout)
     event.listen(engine, "begin", on_begin)
-    event.listen(engine.pool, "checkout", on_checkout)
     try:
         steps = 0
         t0, c0 = time.perf_counter(), time.process_time()
@@ -57,17 +59,19 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
         cpu = time.process_time() - c0  # this process, all threads (litellm's logging thread too)
     finally:
         undo()
-        event.remove(engine, "before_cursor_execute", on_exec)
+        for e in engines:
+            event.remove(e, "before_cursor_execute", on_exec)
+            event.remove(e.pool, "checkout", on_checkout)
         event.remove(engine, "begin", on_begin)
-        event.remove(engine.pool, "checkout", on_checkout)
     status = b.run_state(run.id)[0]
     if status != "chain_capped" or steps != CHAIN:
         raise RuntimeError(f"in-process chain ended {status} after {steps} steps")
     rows = b.journal(run_ids=[run.id])
     per = {k: v / steps for k, v in counts.items()}
     pre_ping = bool(getattr(engine.pool, "_pre_ping", False))
-    # Round trips: each statement, plus BEGIN and COMMIT per transaction, plus the
-    # pool's pre-ping (a SELECT 1) per checkout when it is on.
+    # Round trips: each statement, plus BEGIN and COMMIT per transaction (SQLite
+    # shares one engine: its begin events count too), plus the pool's pre-ping (a
+    # SELECT 1) per checkout when it is on.
     per["round_trips"] = per.get("statements", 0) + 2 * per.get("transactions", 0) + (
         per.get("checkouts", 0) if pre_ping else 0)
     return {"ms_per_step": wall * 1000 / steps, "cpu_ms_per_step": cpu * 1000 / steps, "steps": steps, "in_step_ms_mean": mean(x["in_step_ms"] for x in rows),
@@ -132,8 +136,8 @@ def _phases(marks: list[tuple[str, float]], steps: int) -> dict[str, float]:
         if prev_label is not None and prev_t is not None:
             # The interval between two marks belongs to the phase it lies in.
             key = {
-                ("run_step>", "_load_turn>"): "1 lease acquire (txn)",
-                ("_load_turn>", "_load_turn<"): "2 load turn (txn)",
+                ("run_step>", "_load_turn>"): "1 lease acquire",
+                ("_load_turn>", "_load_turn<"): "2 load turn",
                 ("_load_turn<", "compile>"): "3 compile",
                 ("compile>", "compile<"): "3 compile",
                 ("compile<", "llm>"): "3 compile",

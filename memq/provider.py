@@ -116,7 +116,8 @@ def call_with_retries(
             hinted = retry_after_s(exc)
             if hinted is not None:
                 delay = min(max(hinted, 0.0), backoff_max_s)
-            log.warning("provider call attempt %d of %d failed: %s; retrying in %.1f s",
-                        attempt, attempts, errors[-1], delay)
+            # INFO: the call may still succeed; a final failure is reported by the caller.
+            log.info("provider call attempt %d of %d failed: %s; retrying in %.1f s",
+                     attempt, attempts, errors[-1], delay)
             sleep(delay)
     raise AssertionError("unreachable")

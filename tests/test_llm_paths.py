@@ -63,7 +63,7 @@ def test_a_fault_then_success_is_retried(llm, request, direct, fault, caplog):
     key = _key(request, direct)
     llm.script(key, fault)
     # when the client calls
-    with caplog.at_level("WARNING", logger="memq.provider"):
+    with caplog.at_level("INFO", logger="memq.provider"):
         reply = _client(llm, direct).complete(_messages(key, "again"), TOOLS)
     # then the second attempt's answer is used
     assert reply.attempts == 2

@@ -38,8 +38,8 @@ class Database:
     """One engine and session factory; `transaction()` is the way to write several rows.
 
     Postgres: two pools, one for transactions and one for autocommit statements
-    (`autocommit()`), each of pool_size connections plus as many overflow,
-    opened on demand.
+    (`autocommit()`), sharing pool_size: at most 2 × pool_size connections per
+    process with overflow, opened on demand.
     """
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
@@ -57,13 +57,13 @@ class Database:
             # upgrade its lock later ("database is locked"); writers queue instead.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
-            self.engine = self._postgres_engine(pool_size)
+            self.engine = self._postgres_engine(max(1, pool_size - pool_size // 2))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Postgres: a pool of its own whose connections stay in autocommit (switching
         # a pooled connection per checkout costs more than it saves). SQLite keeps
         # one transaction: its BEGIN and COMMIT cost no round trip.
         self.autocommit_engine: Engine = self.engine if self.is_sqlite else self._postgres_engine(
-            pool_size, isolation_level="AUTOCOMMIT")
+            max(1, pool_size // 2), isolation_level="AUTOCOMMIT")
         self._autocommit_sessions = sessionmaker(self.autocommit_engine, expire_on_commit=False)
 
     def _postgres_engine(self, pool_size: int, **options: str) -> Engine:

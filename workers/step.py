@@ -18,12 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
-from storage.models import InboxItem, Message, Run, StepRecord, utcnow
+from storage.models import Message, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
 from workers.history import HistoryCache
@@ -290,21 +289,6 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
 
 
-_INSERT_MESSAGE = insert(Message)
-_CONSUME_INBOX = (
-    update(InboxItem)
-    .where(InboxItem.id == bindparam("iid"), InboxItem.consumed_at.is_(None))
-    .values(consumed_at=bindparam("at"))
-)
-_UPDATE_RUN = (
-    update(Run)
-    .where(Run.id == bindparam("rid"))
-    .values({c: bindparam(f"p_{c}") for c in (
-        "status", "steps", "replies", "error", "prompt_tokens", "completion_tokens", "cost_usd",
-        "started_at", "finished_at")})
-)
-
-
 def _commit(
     rt: Runtime,
     lease: repo.Lease,
@@ -339,31 +323,8 @@ def _commit(
             s, lease, now_s=time.time(), active_run_id=active_run_id,
             heartbeat_reason=outcome.heartbeat_reason, new_messages=len(messages), context=context_state,
         )
-        conn = s.connection()  # Core from here on: prebuilt statements, no ORM unit of work
-        conn.execute(_INSERT_MESSAGE, [
-            {"agent_id": agent_id, "run_id": run.id, "step_no": step_no, "role": m.role, "content": m.content,
-             "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "tokens": m.tokens,
-             "created_at": finished_at}
-            for m in messages
-        ])
-        if turn.inbox_id is not None:
-            consumed = conn.execute(_CONSUME_INBOX, {"iid": turn.inbox_id, "at": finished_at})
-            if consumed.rowcount != 1:  # cancelled meanwhile (its batch was cancelled)
-                raise repo.StaleLease(f"agent {agent_id}: inbox event {turn.inbox_id} was withdrawn")
         repo.save_block_values(s, agent_id, tool_ctx.changed_blocks)
         passages = rt.memory.add_passages(s, agent_id, tool_ctx.new_passages) if tool_ctx.new_passages else []
-        conn.execute(_UPDATE_RUN, {
-            "rid": run.id,
-            "p_status": outcome.status.value,
-            "p_steps": run.steps + 1,
-            "p_replies": [*run.replies, *tool_ctx.replies],
-            "p_error": outcome.error,
-            "p_prompt_tokens": run.prompt_tokens + reply.prompt_tokens,
-            "p_completion_tokens": run.completion_tokens + reply.completion_tokens,
-            "p_cost_usd": run.cost_usd + reply.cost_usd,
-            "p_started_at": run.started_at or started_at,
-            "p_finished_at": finished_at if outcome.status.finished else None,
-        })
         journal = {
             "agent_id": agent_id,
             "run_id": run.id,
@@ -386,5 +347,25 @@ def _commit(
             "error": outcome.error,
         }
         # Last, under the row lock: more work is this turn's heartbeat or a waiting event.
-        inbox_waits = repo.record_step(s, journal)
+        inbox_waits = repo.write_turn(s, repo.TurnWrites(
+            agent_id=agent_id,
+            run_id=run.id,
+            step_no=step_no,
+            at=finished_at,
+            messages=[{"role": m.role, "content": m.content, "tool_calls": m.tool_calls,
+                       "tool_call_id": m.tool_call_id, "tokens": m.tokens} for m in messages],
+            inbox_id=turn.inbox_id,
+            run={
+                "status": outcome.status.value,
+                "steps": run.steps + 1,
+                "replies": [*run.replies, *tool_ctx.replies],
+                "error": outcome.error,
+                "prompt_tokens": run.prompt_tokens + reply.prompt_tokens,
+                "completion_tokens": run.completion_tokens + reply.completion_tokens,
+                "cost_usd": run.cost_usd + reply.cost_usd,
+                "started_at": run.started_at or started_at,
+                "finished_at": finished_at if outcome.status.finished else None,
+            },
+            journal=journal,
+        ))
     return StepRecord(**journal), passages, active_run_id is not None or inbox_waits

@@ -27,6 +27,7 @@ from storage.repository.inbox import (
     run_row,
 )
 from storage.repository.turn import TurnRows, active_turn, next_event_turn
+from storage.repository.turn_writes import TurnWrites, write_turn
 from storage.repository.lease import (
     CONTEXT_COLUMNS,
     Lease,
@@ -77,5 +78,7 @@ __all__ = [
     "TurnRows",
     "active_turn",
     "next_event_turn",
+    "TurnWrites",
+    "write_turn",
     "save_block_values",
 ]

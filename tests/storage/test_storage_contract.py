@@ -47,6 +47,7 @@ from storage.repository import (
     last_messages,
     list_agents,
     load_blocks,
+    TurnWrites,
     active_turn,
     next_event_turn,
     next_inbox_item,
@@ -54,6 +55,7 @@ from storage.repository import (
     release_lease,
     renew_leases,
     save_block_values,
+    write_turn,
 )
 from storage.repository.errors import BadInput
 from storage.repository.inbox import run_row
@@ -555,6 +557,88 @@ def test_record_step_writes_the_journal_row_and_reports_whether_an_event_of_that
     with db.transaction() as s:
         steps = list(s.scalars(select(StepRecord.step_no).where(StepRecord.agent_id == a)))
     assert sorted(steps) == [1, 2, 3]
+
+
+def _turn_writes(agent_id: str, run_id: str, step_no: int, inbox_id: int | None, **run) -> TurnWrites:
+    now = utcnow()
+    call = [{"id": "call_1", "type": "function", "function": {"name": "send_message", "arguments": "{}"}}]
+    return TurnWrites(
+        agent_id=agent_id, run_id=run_id, step_no=step_no, at=now, inbox_id=inbox_id,
+        messages=[
+            {"role": "user", "content": "event", "tool_calls": None, "tool_call_id": None, "tokens": 5},
+            {"role": "assistant", "content": None, "tool_calls": call, "tool_call_id": None, "tokens": 7},
+            {"role": "tool", "content": "ok", "tool_calls": None, "tool_call_id": "call_1", "tokens": 3},
+        ],
+        run={"status": "done", "steps": 1, "replies": ["hi"], "error": None, "prompt_tokens": 10,
+             "completion_tokens": 2, "cost_usd": 0.5, "started_at": now, "finished_at": now, **run},
+        journal={**journal_row(agent_id, step_no), "run_id": run_id, "prompt_messages": 3, "prompt_chars": 42,
+                 "prompt_tokens": 10, "completion_tokens": 2, "cost_usd": 0.5, "context_tokens": 99,
+                 "evicted_messages": 0, "llm_latency_ms": 1.5, "llm_attempts": 1, "worker": "w1",
+                 "tool_name": "send_message", "error": None},
+    )
+
+
+def test_write_turn_stores_messages_in_order_consumes_the_event_and_updates_run_and_journal(db):
+    # given an agent with two events
+    a = make_agent(db, "a")
+    first, _ = enqueue(db, a, "m0")
+    second, _ = enqueue(db, a, "m1")
+    with db.transaction() as s:
+        item = next_inbox_item(s, a)
+    # when its step writes the turn of the first event
+    with db.transaction() as s:
+        waits = write_turn(s, _turn_writes(a, first.id, 1, item.id))
+    # then the second event is reported as waiting
+    assert waits is True
+    with db.transaction() as s:
+        rows = s.execute(select(Message.__table__).where(Message.agent_id == a).order_by(Message.id)).all()
+        run = run_row(s, first.id)
+        journal = s.execute(select(StepRecord.__table__).where(StepRecord.agent_id == a)).one()
+        still = next_inbox_item(s, a)
+    # and the messages are stored in their order, with their fields
+    assert [(r.role, r.content, r.tool_call_id, r.tokens, r.step_no, r.run_id) for r in rows] == [
+        ("user", "event", None, 5, 1, first.id), ("assistant", None, None, 7, 1, first.id),
+        ("tool", "ok", "call_1", 3, 1, first.id)]
+    assert rows[1].tool_calls[0]["function"]["name"] == "send_message" and rows[0].tool_calls is None
+    # and the run has its new values, the event is consumed, the journal row is there
+    assert (run.status, run.steps, run.replies, run.prompt_tokens, run.cost_usd) == ("done", 1, ["hi"], 10, 0.5)
+    assert still.run_id == second.id
+    assert (journal.step_no, journal.prompt_chars, journal.tool_name, journal.llm_latency_ms) == (
+        1, 42, "send_message", 1.5)
+
+
+def test_write_turn_reports_more_work_only_for_another_event(db):
+    # given an agent whose only event this step consumes
+    a = make_agent(db, "a")
+    run, _ = enqueue(db, a, "m0")
+    with db.transaction() as s:
+        item = next_inbox_item(s, a)
+    # when the step writes its turn / then nothing else waits (the consumed event does not count)
+    with db.transaction() as s:
+        assert write_turn(s, _turn_writes(a, run.id, 1, item.id)) is False
+    # when a heartbeat step writes with no event waiting / then nothing waits
+    with db.transaction() as s:
+        assert write_turn(s, _turn_writes(a, run.id, 2, None, status="running", finished_at=None)) is False
+    # given a new event / when a heartbeat step writes / then it waits
+    enqueue(db, a, "m1")
+    with db.transaction() as s:
+        assert write_turn(s, _turn_writes(a, run.id, 3, None, status="running", finished_at=None)) is True
+    assert count(db, StepRecord, a) == 3 and count(db, Message, a) == 9
+
+
+def test_write_turn_refuses_a_withdrawn_event_and_its_transaction_writes_nothing(db):
+    # given an event that was consumed (its batch cancelled) after the step read it
+    a = make_agent(db, "a")
+    run, _ = enqueue(db, a, "m0")
+    with db.transaction() as s:
+        item = next_inbox_item(s, a)
+    consume(db, item.id)
+    # when the step writes its turn / then it is stale and its transaction rolls back
+    with pytest.raises(StaleLease, match="withdrawn"), db.transaction() as s:
+        write_turn(s, _turn_writes(a, run.id, 1, item.id))
+    assert count(db, Message, a) == 0 and count(db, StepRecord, a) == 0
+    with db.transaction() as s:
+        assert run_row(s, run.id).status == "queued"
 
 
 def test_agents_with_pending_work_skips_live_leases_until_they_expire(db):

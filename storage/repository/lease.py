@@ -160,7 +160,7 @@ def advance_and_release(
     advance_step_counter: its row lock queues a stale commit behind this one.
     The release shows once the transaction commits; a renewal waiting on the
     row lock then finds no owner and extends nothing. Whether more work waits
-    is asked later in the transaction (record_step): on Postgres this UPDATE's
+    is asked later in the transaction (write_turn): on Postgres this UPDATE's
     snapshot can predate a send whose row lock it waited for.
     """
     params: dict[str, object] = {

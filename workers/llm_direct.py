@@ -49,7 +49,7 @@ class _Request:
 class DirectRoute:
     """Chat completions for OpenAI-format providers, without litellm's per-call bookkeeping.
 
-    Built once per process; thread-safe (one kept-alive HTTP client shared by all steps).
+    Built once per process; thread-safe (each step thread posts through one of CLIENT_SHARDS kept-alive HTTP clients).
     """
 
     def __init__(self, litellm: Any, *, api_base: str | None, api_key: str | None, timeout_s: float,

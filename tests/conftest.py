@@ -62,11 +62,26 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis database index of its own, emptied first and last (queues have fixed names)."""
-    index = 1 + secrets.randbelow(15)
+    index = _claim_redis_db()
     url = f"{REDIS_SERVER}/{index}"
     redis.Redis.from_url(url).flushdb()
+    redis.Redis.from_url(url).set(_CLAIM_KEY, str(os.getpid()), ex=6 * 3600)
     yield url
     redis.Redis.from_url(url).flushdb()
+
+
+_CLAIM_KEY = "memq-test:claimed-by"
+
+
+def _claim_redis_db() -> int:
+    """A Redis database no other test session on this machine is using (queues have
+    fixed names, so two sessions on one index would take each other's steps)."""
+    order = list(range(1, 16))
+    secrets.SystemRandom().shuffle(order)
+    for index in order:
+        if redis.Redis.from_url(f"{REDIS_SERVER}/{index}").set(_CLAIM_KEY, str(os.getpid()), nx=True, ex=6 * 3600):
+            return index
+    raise RuntimeError("every Redis database 1-15 is claimed by another test session")
 
 
 @pytest.fixture(scope="session")

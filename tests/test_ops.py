@@ -166,17 +166,18 @@ def test_flower_asks_for_credentials_and_sees_the_worker(memq_env, worker, tmp_p
 
 # -- the worker: metrics, JSON logs, no secrets ------------------------------------
 @pytest.fixture(scope="module")
-def ops_env(memq_env, redis_url) -> dict[str, str]:
+def ops_env(memq_env, redis_url) -> Iterator[dict[str, str]]:
     """A worker env of its own: another Redis db (so only this worker takes its steps),
     a unique API key, JSON logs, and a password in the database URL (trust auth ignores it)."""
-    server, index = redis_url.rsplit("/", 1)
-    other = f"{server}/{(int(index) % 15) + 1}"
+    from conftest import REDIS_SERVER, _claim_redis_db
+
+    other = f"{REDIS_SERVER}/{_claim_redis_db()}"
     redis.Redis.from_url(other).flushdb()
     db_url = memq_env["MEMQ_DATABASE_URL"]
     scheme, rest = db_url.split("://", 1)
     user, host = rest.split("@", 1)
     db_password = f"dbpw-{uuid.uuid4().hex}"
-    return {
+    yield {
         **memq_env,
         "MEMQ_BROKER_URL": other,
         "MEMQ_DATABASE_URL": f"{scheme}://{user.split(':')[0]}:{db_password}@{host}",
@@ -184,6 +185,7 @@ def ops_env(memq_env, redis_url) -> dict[str, str]:
         "MEMQ_LOG_JSON": "1",
         "MEMQ_TEST_DB_PASSWORD": db_password,
     }
+    redis.Redis.from_url(other).flushdb()  # also gives the database back
 
 
 @pytest.fixture(scope="module")

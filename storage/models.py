@@ -25,6 +25,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# The tenant of rows made before tenants existed, and of the CLI and Python client.
+DEFAULT_TENANT = "default"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -40,6 +44,9 @@ class Agent(Base):
     __table_args__ = (Index("ix_agents_lease_until_s", "lease_until_s"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The tenant owning the agent (and so its runs, messages, passages, schedules).
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT,
+                                           server_default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(200))
     model: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
@@ -223,6 +230,8 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT,
+                                           server_default=DEFAULT_TENANT)
     source: Mapped[str | None] = mapped_column(String(500))
     total: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
@@ -302,3 +311,27 @@ class VectorRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Tenant(Base):
+    """A customer of the HTTP API: its keys reach only its own agents and batches."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # its name
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: only the sha256 of its text is stored, plus a prefix to tell keys apart."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("key_sha256", name="uq_api_keys_key_sha256"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

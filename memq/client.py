@@ -100,6 +100,18 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
             in_context = repo.count_from(s, agent_id, agent.context_start_id)
             return AgentView.of(agent, time.time(), in_context)
 
+    def resolve(self, kind: str, ref: str) -> str:
+        """The full id of an agent, run, schedule or batch from its id or a unique prefix
+        (4+ characters); an agent also from its unique name. Ambiguous: BadInput listing ids."""
+        from storage.repository import resolve
+
+        with self.rt.db.autocommit() as s:
+            return getattr(resolve, f"resolve_{kind}")(s, ref)
+
+    def resolve_agent(self, ref: str) -> str:
+        """``memq send ada "hi"`` and ``memq send 1f3a "hi"``: the agent's full id."""
+        return self.resolve("agent", ref)
+
     def delete_agent(self, agent_id: str) -> None:
         with self.rt.db.transaction() as s:
             repo.delete_agent(s, agent_id)

@@ -47,15 +47,14 @@ class Spec:
 
 
 def parse_duration_s(text: str) -> float:
-    """'90s', '5m', '1h30m', '2d' or plain seconds -> seconds (> 0)."""
+    """'90s', '5m', '1h30m', '2d' -> seconds (> 0). A bare number is refused: 5 what?"""
     text = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        seconds = float(text)
-    else:
-        parts = _DURATION.findall(text)
-        if not parts or _DURATION.sub("", text).strip():
-            raise ScheduleError(f"invalid duration '{text}': use e.g. 30s, 5m, 1h30m, 2d")
-        seconds = sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
+        raise ScheduleError(f"--every {text}: add a unit, e.g. {text}s, {text}m, {text}h")
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ScheduleError(f"invalid duration '{text}': use e.g. 30s, 5m, 1h30m, 2d")
+    seconds = sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
     if seconds <= 0:
         raise ScheduleError(f"duration must be positive: '{text}'")
     return seconds

@@ -52,6 +52,7 @@ def list_(json_out: Json = False) -> None:
 def show(agent_id: AgentId, json_out: Json = False) -> None:
     """Show an agent and its core memory."""
     with open_client() as client:
+        agent_id = client.resolve_agent(agent_id)
         agent = client.get_agent(agent_id)
         blocks = client.memory(agent_id)
     if json_out:
@@ -67,6 +68,7 @@ def show(agent_id: AgentId, json_out: Json = False) -> None:
 def delete(agent_id: AgentId, json_out: Json = False) -> None:
     """Delete an agent and everything it remembers."""
     with open_client() as client:
+        agent_id = client.resolve_agent(agent_id)
         client.delete_agent(agent_id)
     if json_out:
         emit_json({"deleted": agent_id})
@@ -80,6 +82,7 @@ def delete(agent_id: AgentId, json_out: Json = False) -> None:
 def memory_show(agent_id: AgentId, json_out: Json = False) -> None:
     """Show the agent's core-memory blocks."""
     with open_client() as client:
+        agent_id = client.resolve_agent(agent_id)
         blocks = client.memory(agent_id)
     if json_out:
         emit_json({"blocks": [b.model_dump() for b in blocks]})

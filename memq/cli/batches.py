@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from memq.cli.connect import open_client
-from memq.cli.opts import Json
+from memq.cli.opts import Json, id_help
 from memq.cli.output import CLIError, emit_json
 
 app = typer.Typer(help="Process JSONL files of messages on the batch queue.", no_args_is_help=True)
-BatchId = Annotated[str, typer.Argument(help="The batch's id.", show_default=False)]
+BatchId = Annotated[str, typer.Argument(help=id_help("batch"), show_default=False)]
 
 
 def _follow(client, batch_id: str, json_out: bool, timeout_s: float | None):
@@ -54,10 +54,8 @@ def submit(
     """Validate every line, then enqueue the batch (nothing is enqueued if a line is bad)."""
     if not file.is_file():
         raise CLIError(f"no such file: {file}")
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise CLIError(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    # Bytes that are not UTF-8 become U+FFFD in the line that holds them, with a warning (memq.text).
+    lines = file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     with open_client() as client:
         doc = client.submit_batch(lines, create_agents=create_agents, skip_invalid=skip_invalid, source=str(file))
         if wait:
@@ -78,6 +76,7 @@ def status(
 ) -> None:
     """Counts by status, tokens and cost."""
     with open_client(run_steps=False) as client:
+        batch_id = client.resolve("batch", batch_id)
         view = _follow(client, batch_id, json_out, None) if wait else client.batch_status(batch_id)
     if json_out:
         emit_json(view.model_dump())
@@ -101,6 +100,7 @@ def results(
     import json
 
     with open_client(run_steps=False) as client:
+        batch_id = client.resolve("batch", batch_id)
         rows = client.batch_results(batch_id)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if out is not None:
@@ -115,6 +115,7 @@ def results(
 def cancel(batch_id: BatchId, json_out: Json = False) -> None:
     """Cancel every run of the batch that has not started."""
     with open_client(run_steps=False) as client:
+        batch_id = client.resolve("batch", batch_id)
         doc = client.cancel_batch(batch_id)
     if json_out:
         emit_json(doc)

@@ -71,7 +71,7 @@ def archival_insert(
 ) -> None:
     """Store a passage in the agent's archival memory."""
     with open_client(run_steps=False) as client:
-        doc = client.archival_insert(agent_id, text)
+        doc = client.archival_insert(client.resolve_agent(agent_id), text)
     if json_out:
         emit_json(doc)
         return
@@ -85,7 +85,7 @@ def archival_insert(
 def archival_search(agent_id: AgentId, query: Query, page: Page = 0, json_out: Json = False) -> None:
     """Search the agent's archival memory (best match first)."""
     with open_client(run_steps=False) as client:
-        doc = client.archival_search(agent_id, query, page)
+        doc = client.archival_search(client.resolve_agent(agent_id), query, page)
     if json_out:
         emit_json(doc)
     else:
@@ -126,7 +126,7 @@ def recall_search(
     if start_at and end_at and start_at >= end_at:
         raise CLIError("--start must be before --end")
     with open_client(run_steps=False) as client:
-        doc = client.recall_search(agent_id, query, page, start_at, end_at)
+        doc = client.recall_search(client.resolve_agent(agent_id), query, page, start_at, end_at)
     if json_out:
         emit_json(doc)
     else:
@@ -147,6 +147,7 @@ def ingest(
 
     names = [str(p) for p in paths]
     with open_client(run_steps=False) as client:
+        agent_id = client.resolve_agent(agent_id)
         if json_out:
             doc = client.ingest(agent_id, names)
         else:
@@ -204,6 +205,7 @@ def reindex(
 ) -> None:
     """Rebuild the vector index (recall and archival) from the database."""
     with open_client(run_steps=False) as client:
+        agent_id = client.resolve_agent(agent_id) if agent_id is not None else None
         doc = client.reindex(agent_id)
     if json_out:
         emit_json(doc)

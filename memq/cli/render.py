@@ -24,7 +24,7 @@ def agent_table(agents: list[Any]) -> None:
         console().print(Text("no agents yet: memq agent create --name NAME", style="dim"))
         return
     table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("id", no_wrap=True, style="cyan")
+    table.add_column("id", no_wrap=True, min_width=36, style="cyan")  # whole, so it can be pasted back
     table.add_column("name", no_wrap=True)
     table.add_column("model")
     table.add_column("msgs", justify="right")

@@ -7,27 +7,32 @@ from typing import Annotated, Optional
 import typer
 
 from memq.cli.connect import load_settings, open_client
-from memq.cli.opts import AgentId, Json
+from memq.cli.opts import AGENT_REF_HELP, AgentId, Json, id_help
 from memq.cli.output import emit_json
 
 app = typer.Typer(help="Wake agents on a cron expression, an interval or once.", no_args_is_help=True)
-ScheduleId = Annotated[str, typer.Argument(help="The schedule's id.", show_default=False)]
+ScheduleId = Annotated[str, typer.Argument(help=id_help("schedule"), show_default=False)]
 
 
 def _show(views: list, json_out: bool, key: str = "schedules") -> None:
     if json_out:
         emit_json({key: [v.model_dump() for v in views]})
         return
-    from rich.table import Table
+    from rich.text import Text
 
     from memq.cli.output import console
 
-    table = Table("id", "agent", "when", "message", "next fire", "last fire", "last run", "fires", "paused")
-    for v in views:
+    out = console()
+    if not views:
+        out.print(Text("no schedules", style="dim"))
+    for v in views:  # one record per schedule: whole ids, so they can be pasted back
         when = f"{v.kind} {v.expr}" + (f" ({v.tz})" if v.kind == "cron" else "")
-        table.add_row(v.id[:8], v.agent_id[:8], when, v.message[:40], v.next_fire_at or "-",
-                      v.last_fire_at or "-", v.last_run_status or "-", str(v.fires), "yes" if v.paused else "")
-    console().print(table)
+        out.print(Text.assemble("schedule ", (v.id, "cyan"), (" (paused)" if v.paused else "", "yellow")))
+        for label, value in (("agent", v.agent_id), ("when", when), ("message", " ".join(v.message.split())[:200]),
+                             ("next fire", v.next_fire_at or "-"),
+                             ("last fire", f"{v.last_fire_at or '-'} (run {v.last_run_status or '-'}; "
+                                           f"{v.fires} fire{'' if v.fires == 1 else 's'})")):
+            out.print(Text(f"  {label:<10} {value}"), soft_wrap=True)
 
 
 @app.command("add")
@@ -45,7 +50,7 @@ def add(
 ) -> None:
     """Add a schedule to an agent."""
     with open_client(run_steps=False) as client:
-        view = client.add_schedule(agent_id, message, cron=cron, every=every, at=at, tz=tz, missed=missed)
+        view = client.add_schedule(client.resolve_agent(agent_id), message, cron=cron, every=every, at=at, tz=tz, missed=missed)
     if json_out:
         emit_json(view.model_dump())
     else:
@@ -54,17 +59,18 @@ def add(
 
 @app.command("list")
 def list_(
-    agent_id: Annotated[Optional[str], typer.Argument(help="Only this agent's schedules.")] = None,
+    agent_id: Annotated[Optional[str], typer.Argument(help="Only this agent's schedules. " + AGENT_REF_HELP)] = None,
     json_out: Json = False,
 ) -> None:
     """List schedules with their last and next fire and the last run's status."""
     with open_client(run_steps=False) as client:
-        views = client.list_schedules(agent_id)
+        views = client.list_schedules(None if agent_id is None else client.resolve_agent(agent_id))
     _show(views, json_out)
 
 
 def _set(action: str, schedule_id: str, json_out: bool) -> None:
     with open_client(run_steps=False) as client:
+        schedule_id = client.resolve("schedule", schedule_id)
         if action == "delete":
             client.delete_schedule(schedule_id)
             doc = {"deleted": schedule_id}

@@ -38,6 +38,7 @@ def send(
 
     # Embedded without --wait the message is only queued (no step starts here).
     with open_client(run_steps=wait) as client:
+        agent_id = client.resolve_agent(agent_id)
         run = client.send(
             agent_id, text, idempotency_key=idempotency_key, wait=wait, timeout_s=timeout
         )
@@ -67,6 +68,7 @@ def chat(agent_id: AgentId, timeout: Timeout = 120.0, json_out: Json = False) ->
     from memq.cli.chat import chat_loop
 
     with open_client() as client:
+        agent_id = client.resolve_agent(agent_id)
         agent = client.get_agent(agent_id)
         if not json_out:
             from rich.text import Text
@@ -88,6 +90,7 @@ def messages(
     if limit < 1:
         raise CLIError(f"--limit must be at least 1 (got {limit})")
     with open_client() as client:
+        agent_id = client.resolve_agent(agent_id)
         items = client.messages(agent_id, limit=limit)
     if json_out:
         emit_json({"messages": [m.model_dump() for m in items]})

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from memq.constants import STEP_TASK
+from storage import repository as repo
 from workers.metrics import observe_step
 from workers.runtime import Runtime
 from workers.step import StepResult, run_step
@@ -48,6 +50,7 @@ class LocalDoorbell:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="memq-step")
         self._closed = threading.Event()
         self._queued: set[str] = set()
+        self._crashed_at: dict[str, float] = {}  # agent id -> when its last step raised
         self._lock = threading.Lock()
 
     def ring(self, agent_id: str, queue: str) -> None:
@@ -58,13 +61,43 @@ class LocalDoorbell:
             self._queued.add(agent_id)
         self.pool.submit(self._answer, agent_id, queue)
 
+    def ring_waiting(self) -> int:
+        """Ring every agent with waiting work and no live lease; returns how many.
+
+        The embedded worker's poll. It skips the reconciler's claim and re-ring
+        throttle (claim_agents_to_ring, once per MEMQ_RECONCILE_RERING_S): that
+        throttle keeps reconcilers in many processes from flooding a broker, but
+        here one process owns the pool and ring() already drops a ring for an
+        agent waiting in it, so the throttle only held back a second or third
+        send to the same agent by up to 30 s. Only an agent whose last step here
+        raised still waits that interval, so a failing step is not retried on
+        every tick.
+        """
+        now_s = time.time()
+        with self.rt.db.autocommit() as s:
+            waiting = repo.agents_with_pending_work(s, now_s=now_s)
+        backoff_s = self.rt.settings.reconcile_rering_s
+        rung = 0
+        for agent_id, queue in waiting:
+            with self._lock:
+                crashed_at = self._crashed_at.get(agent_id)
+            if crashed_at is None or now_s - crashed_at >= backoff_s:
+                self.ring(agent_id, queue)
+                rung += 1
+        return rung
+
     def _answer(self, agent_id: str, queue: str) -> None:
         with self._lock:
             self._queued.discard(agent_id)
         try:
             answer_doorbell(self.rt, self, agent_id, queue)
         except Exception:
+            with self._lock:
+                self._crashed_at[agent_id] = time.time()
             log.exception("step of agent %s failed", agent_id)
+        else:
+            with self._lock:
+                self._crashed_at.pop(agent_id, None)
 
     def close(self) -> None:
         self._closed.set()

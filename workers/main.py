@@ -92,15 +92,18 @@ def start_memory_services(rt) -> None:
 
 def _run_embedded(settings: Settings, concurrency: int) -> None:
     """No broker: poll the database and run steps on this process's threads."""
-    from scheduler.reconciler import reconcile_once
     from workers.doorbell import LocalDoorbell
     from workers.runtime import Runtime
 
     from scheduler.beat import Beat
 
     rt = Runtime.build(settings, serve_vectors=True)
-    rt.db.upgrade()
+    rt.db.upgrade()  # before anything touches the schema (the indexer, the beat, steps)
     start_memory_services(rt)
+    try:
+        rt.warm_up()  # the first step must not pay the litellm import (seconds)
+    except Exception:
+        log.warning("warm-up failed; the first step pays it", exc_info=True)
     doorbell = LocalDoorbell(rt, concurrency=min(concurrency, 32))
     beat = Beat(rt, doorbell, reconcile=False)
     stop = threading.Event()
@@ -111,7 +114,7 @@ def _run_embedded(settings: Settings, concurrency: int) -> None:
             # No beat runs in embedded mode: this loop fires schedules too.
             try:
                 beat.tick()
-                reconcile_once(rt, doorbell, idle_s=0.0)
+                doorbell.ring_waiting()  # every waiting agent, no re-ring throttle
             except Exception:  # a locked or missing database file: try again next tick
                 log.warning("embedded worker tick failed", exc_info=True)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Agent, MemoryBlock
+from storage.models import DEFAULT_TENANT, Agent, MemoryBlock
 from storage.repository.errors import BadInput, NotFound
 
 
@@ -35,6 +35,7 @@ def create_agent(
     model: str | None = None,
     system_prompt: str | None = None,
     queue: str = "interactive",
+    tenant_id: str = DEFAULT_TENANT,
 ) -> Agent:
     """Create an agent with its core-memory blocks (label -> initial text)."""
     if not name.strip():
@@ -44,6 +45,7 @@ def create_agent(
             raise BlockLimitExceeded(label, len(value), limit_chars)
     agent = Agent(
         id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
         name=name,
         model=model,
         system_prompt=system_prompt,
@@ -68,8 +70,13 @@ def create_agent(
     return agent
 
 
-def get_agent(session: Session, agent_id: str, *, for_update: bool = False) -> Agent:
+def get_agent(
+    session: Session, agent_id: str, *, for_update: bool = False, tenant_id: str | None = None
+) -> Agent:
+    """The agent; with tenant_id, another tenant's agent is as unknown as a missing one."""
     stmt = select(Agent).where(Agent.id == agent_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Agent.tenant_id == tenant_id)
     if for_update:
         stmt = stmt.with_for_update()
     agent = session.scalars(stmt).one_or_none()
@@ -78,8 +85,11 @@ def get_agent(session: Session, agent_id: str, *, for_update: bool = False) -> A
     return agent
 
 
-def list_agents(session: Session) -> list[Agent]:
-    return list(session.scalars(select(Agent).order_by(Agent.created_at, Agent.id)))
+def list_agents(session: Session, tenant_id: str | None = None) -> list[Agent]:
+    stmt = select(Agent).order_by(Agent.created_at, Agent.id)
+    if tenant_id is not None:
+        stmt = stmt.where(Agent.tenant_id == tenant_id)
+    return list(session.scalars(stmt))
 
 
 def delete_agent(session: Session, agent_id: str) -> None:

@@ -88,8 +88,14 @@ def enqueue_message(
     return run, True
 
 
-def get_run(session: Session, run_id: str) -> Run:
-    run = session.get(Run, run_id)
+def get_run(session: Session, run_id: str, *, tenant_id: str | None = None) -> Run:
+    """The run; with tenant_id, another tenant's run is as unknown as a missing one."""
+    if tenant_id is None:
+        run = session.get(Run, run_id)
+    else:
+        run = session.scalars(
+            select(Run).join(Agent, Agent.id == Run.agent_id).where(Run.id == run_id, Agent.tenant_id == tenant_id)
+        ).one_or_none()
     if run is None:
         raise NotFound(f"unknown run: {run_id}")
     return run

@@ -48,6 +48,7 @@ class Agent(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT,
                                            server_default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
     model: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
     queue: Mapped[str] = mapped_column(String(32), default="interactive")

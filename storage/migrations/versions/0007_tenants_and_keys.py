@@ -1,7 +1,8 @@
 """tenants and API keys
 
 Every agent and batch belongs to a tenant; rows that existed before belong to
-the `default` tenant, which the CLI and the Python client use. Runs, schedules,
+the `default` tenant, which the CLI and the Python client use. Agents get
+tags (a JSON list, as Letta's API has them). Runs, schedules,
 passages and messages reach their tenant through their agent. An API key is
 stored as the sha256 of its text (the text itself is shown once, at creation).
 
@@ -48,9 +49,13 @@ def upgrade() -> None:
                 sa.Column('tenant_id', sa.String(length=64), nullable=False, server_default='default')
             )
             batch_op.create_index(f'ix_{table}_tenant_id', ['tenant_id'])
+    with op.batch_alter_table('agents', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('tags', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('agents', schema=None) as batch_op:
+        batch_op.drop_column('tags')
     for table in ('batches', 'agents'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_index(f'ix_{table}_tenant_id')

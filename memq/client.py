@@ -43,6 +43,8 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
             from workers.doorbell import LocalDoorbell
             from workers.indexer import BackgroundIndexer
 
+            if settings.embedded and rt.db.is_sqlite:
+                _upgrade_or_close(rt)  # nothing starts before migrations (the indexer reads its cursors)
             return cls(rt, LocalDoorbell(rt), BackgroundIndexer(rt).start())
         from workers.celery_app import create_celery_app
         from workers.doorbell import CeleryDoorbell
@@ -168,3 +170,12 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
         with self.rt.db.transaction() as s:
             repo.get_agent(s, agent_id)
             return [BlockView.of(b) for b in repo.load_blocks(s, agent_id)]
+
+
+def _upgrade_or_close(rt: Runtime) -> None:
+    """Bring an embedded SQLite schema up to date (it needs no setup step)."""
+    try:
+        rt.db.upgrade()
+    except BaseException:
+        rt.close()
+        raise

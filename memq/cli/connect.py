@@ -69,7 +69,8 @@ def open_client(settings: "Settings | None" = None, *, run_steps: bool = True) -
     else:
         client = Client.connect(settings)
     try:
-        prepare_embedded(client.rt.db, settings)
+        if settings.embedded and not run_steps:  # Client.connect upgrades before its threads start
+            prepare_embedded(client.rt.db, settings)
         yield client
     finally:
         client.close()

@@ -8,7 +8,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from memq.llm_errors import Endpoint
 
 log = logging.getLogger("memq.provider")
 
@@ -82,11 +85,11 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    status = status_of(exc)
-    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {first[:300]}"
+def describe(exc: BaseException, endpoint: "Endpoint | None" = None) -> str:
+    """What went wrong, in the user's terms (memq/llm_errors.py): no class names."""
+    from memq.llm_errors import describe as describe_error
+
+    return describe_error(exc, endpoint)
 
 
 def call_with_retries(
@@ -97,19 +100,21 @@ def call_with_retries(
     backoff_max_s: float,
     sleep: Callable[[float], None] = time.sleep,
     give_up: Callable[[BaseException], bool] = lambda exc: False,
+    endpoint: "Endpoint | None" = None,
 ) -> tuple[T, int, list[str]]:
     """Run call(attempt) until it succeeds: (result, attempts used, earlier errors).
 
     Exponential backoff with jitter between attempts; a provider's Retry-After
     wins. Raises RetriesExhausted after the last attempt or a non-retryable error
-    (or one give_up() says to stop on at once).
+    (or one give_up() says to stop on at once). Errors are described against
+    ``endpoint`` (where the call went), e.g. "cannot connect to URL (connection refused)".
     """
     errors: list[str] = []
     for attempt in range(1, attempts + 1):
         try:
             return call(attempt), attempt, errors
         except Exception as exc:
-            errors.append(describe(exc))
+            errors.append(describe(exc, endpoint))
             if attempt == attempts or give_up(exc) or not is_retryable(exc):
                 raise RetriesExhausted(exc, attempt, errors[-1]) from exc
             delay = min(backoff_max_s, backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)

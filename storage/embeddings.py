@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from memq.llm_errors import endpoint_for
 from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -213,6 +214,7 @@ class Embedder:
                 backoff_s=self.backoff_s,
                 backoff_max_s=self.backoff_max_s,
                 sleep=self._sleep,
+                endpoint=endpoint_for(self.route, self.api_base, self.timeout_s, kind="EMBEDDING"),
             )
         except RetriesExhausted as exc:
             raise EmbeddingError(

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from memq.llm_errors import endpoint_for
 from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
 from memq.settings import Settings
 
@@ -179,6 +180,7 @@ class LLMClient:
                 backoff_s=s.llm_backoff_s,
                 backoff_max_s=s.llm_backoff_max_s,
                 give_up=lambda exc: type(exc).__name__ == "ContextWindowExceededError",
+                endpoint=endpoint_for(kwargs["model"], s.llm_api_base, s.llm_timeout_s),
             )
         except RetriesExhausted as exc:
             if type(exc.error).__name__ == "ContextWindowExceededError":

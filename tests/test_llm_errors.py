@@ -1,0 +1,170 @@
+"""Provider errors read as what to fix: where memq tried to connect and what went wrong.
+
+Both LLM routes (direct and litellm.completion) against real sockets: a closed
+port, a host name that does not resolve, the scripted server answering 401, 404,
+500 or too slowly; then a refused connection through a real worker, as
+`memq send --json`, the system_alert and the CLI line show it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import redis
+
+from helpers import user_events
+from memq.settings import Settings
+from storage.embeddings import EmbeddingError, Embedder
+from workers.base_tools import base_toolset
+from workers.llm import LLMClient, LLMError
+
+TOOLS = base_toolset().schemas
+PATHS = [pytest.param(True, id="direct"), pytest.param(False, id="litellm.completion")]
+CLASS_NAMES = ("Exception", "Error", "Hosted_vllm", "litellm")
+
+
+def closed_port_url() -> str:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def _complete(base: str, direct: bool, key: str = "x", **overrides) -> str:
+    values = dict(llm_model="openai/scripted", llm_api_base=base, llm_api_key="k", llm_timeout_s=1.0,
+                  llm_max_retries=1, llm_backoff_s=0.01, llm_direct=direct)
+    values.update(overrides)
+    messages = [{"role": "system", "content": f"agent {key}"}, {"role": "user", "content": "hi"}]
+    with pytest.raises(LLMError) as err:
+        LLMClient(Settings(**values)).complete(messages, TOOLS)
+    text = str(err.value)
+    assert not any(name in text for name in CLASS_NAMES), text
+    return text
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_a_closed_port_says_cannot_connect_with_the_url(direct):
+    url = closed_port_url()
+    assert f"cannot connect to {url} (connection refused)" in _complete(url, direct)
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_a_host_that_does_not_resolve_is_named(direct):
+    text = _complete("http://no-such-host.invalid:8000/v1", direct)
+    assert "cannot connect to http://no-such-host.invalid:8000/v1" in text and "not found" in text
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_a_rejected_key_says_so_and_which_setting(llm, request, direct):
+    key = f"{request.node.name}"
+    llm.script(key, {"status": 401, "message": "Incorrect API key provided", "repeat": 2})
+    text = _complete(llm.url, direct, key)
+    assert f"the provider refused the API key (HTTP 401 from {llm.url})" in text
+    assert "MEMQ_LLM_API_KEY" in text and "after 1 attempt(s)" in text  # not retried
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_an_unknown_model_is_named(llm, request, direct):
+    key = f"{request.node.name}"
+    llm.script(key, {"status": 404, "message": "The model `scripted` does not exist", "repeat": 2})
+    text = _complete(llm.url, direct, key)
+    assert f"model 'scripted' not found at {llm.url} (HTTP 404)" in text and "MEMQ_LLM_MODEL" in text
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_a_server_error_keeps_the_providers_words(llm, request, direct):
+    key = f"{request.node.name}"
+    llm.script(key, {"status": 500, "message": "the GPU fell over", "repeat": 2})
+    text = _complete(llm.url, direct, key)
+    assert f"{llm.url} answered HTTP 500: " in text and "the GPU fell over" in text
+
+
+@pytest.mark.parametrize("direct", PATHS)
+def test_no_answer_in_time_names_the_timeout(llm, request, direct):
+    key = f"{request.node.name}"
+    llm.script(key, {"sleep_s": 1.5, "repeat": 2})
+    text = _complete(llm.url, direct, key, llm_timeout_s=0.5)
+    assert f"no answer from {llm.url} within 0.5 s" in text
+
+
+def test_embeddings_use_the_same_words():
+    url = closed_port_url()
+    embedder = Embedder("openai/e", api_base=url, api_key="k", dim=4, timeout_s=1.0, max_retries=0)
+    with pytest.raises(EmbeddingError) as err:
+        embedder.embed(["hello"])
+    assert f"cannot connect to {url} (connection refused)" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def dead_llm_env(memq_env, tmp_path_factory):
+    """A stack of its own (database, Redis db, `memq worker`) whose LLM is a closed port:
+    the suite's worker never sees its agents."""
+    from conftest import PG_SERVER, WorkerProcess, _claim_redis_db
+    from storage.db import Database
+
+    name = f"memq_test_dead_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
+    db = Database(db_url)
+    db.upgrade()
+    db.dispose()
+    redis_url = f"{memq_env['MEMQ_BROKER_URL'].rsplit('/', 1)[0]}/{_claim_redis_db()}"
+    env = {**memq_env, "MEMQ_DATABASE_URL": db_url, "MEMQ_BROKER_URL": redis_url,
+           "MEMQ_LLM_API_BASE": closed_port_url()}
+    proc = WorkerProcess(env, tmp_path_factory.mktemp("dead") / "worker.log", "--concurrency", "4")
+    try:
+        proc.wait_ready()
+        yield env
+    finally:
+        proc.stop()
+        redis.Redis.from_url(redis_url).flushdb()
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _memq(env, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a command with --json: the process and its JSON document."""
+    proc = subprocess.run([sys.executable, "-m", "memq.cli.main", *args, "--json"], env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert proc.stdout.strip(), (proc.returncode, proc.stderr)
+    return proc, json.loads(proc.stdout)
+
+
+def test_a_refused_connection_through_the_worker_reads_the_same_everywhere(dead_llm_env):
+    # given an agent on a worker whose LLM endpoint refuses connections
+    created = _memq(dead_llm_env, "agent", "create", "--name", "refused")
+    assert "id" in created[1], created
+    agent_id = created[1]["id"]
+    # when a message is sent and waited for through the CLI
+    proc, doc = _memq(dead_llm_env, "send", agent_id, "hello?", "--wait", "--timeout", "60")
+    # then the run's error, the CLI line and the system_alert all say where it could not connect
+    assert proc.returncode == 1 and doc["status"] == "failed", proc.stderr
+    expected = f"cannot connect to {dead_llm_env['MEMQ_LLM_API_BASE']} (connection refused)"
+    assert expected in doc["error"], doc["error"]
+    assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    record = _memq(dead_llm_env, "messages", agent_id)[1]["messages"]
+    events = [json.loads(m["content"]) for m in record if m["role"] == "user"]
+    assert events[-1]["type"] == "system_alert" and expected in events[-1]["message"]
+    assert not any(name in doc["error"] + events[-1]["message"] for name in CLASS_NAMES)
+
+
+@pytest.mark.parametrize("status, expected", [(401, "the provider refused the API key (HTTP 401"),
+                                              (404, "model 'scripted' not found at")])
+def test_key_and_model_errors_fail_the_run_in_words(client, agent, llm, status, expected):
+    # given a provider that refuses the key / does not know the model
+    llm.script(agent.id, {"status": status, "message": "no"})  # not retried: one answer
+    # when a message is sent through the worker
+    run = client.send(agent.id, "hello?", wait=True, timeout_s=30)
+    # then the run failed, saying so in words, and the agent still answers the next message
+    assert run.status == "failed" and expected in run.error, run.error
+    alert = user_events(client, agent.id)[-1]
+    assert alert["type"] == "system_alert" and expected in alert["message"]
+    assert client.send(agent.id, "again", wait=True, timeout_s=30).replies == ["echo: again"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from storage.models import Agent, Message, Run
-from storage.repository.messages import iso_utc
+from memq.isotime import iso_utc
+
+if TYPE_CHECKING:  # the CLI's quick path builds views from plain rows, without the ORM
+    from storage.models import Agent, Message, Run
 
 
 class BlockView(BaseModel):

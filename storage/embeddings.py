@@ -25,6 +25,7 @@ from typing import Any
 
 from memq.llm_errors import endpoint_for
 from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
+from storage.embed_direct import DirectEmbeddings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -102,6 +103,7 @@ class Embedder:
         backoff_max_s: float = 10.0,
         device: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        direct: bool = True,
     ) -> None:
         if not model:
             raise EmbeddingError("no embedding model configured: set MEMQ_EMBEDDING_MODEL")
@@ -132,6 +134,9 @@ class Embedder:
             dim = LOCAL_MODELS[name]
         self.dim = dim
         self.route = model if self.local_name else resolve_embedding_route(model, api_base)
+        # OpenAI-format endpoints without litellm (storage/embed_direct.py); other providers use it.
+        self._direct = None if self.local_name or not direct else \
+            DirectEmbeddings.for_route(model, api_base, api_key, timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "Embedder":
@@ -144,6 +149,7 @@ class Embedder:
             "max_retries": getattr(settings, "llm_max_retries", 3),
             "backoff_s": getattr(settings, "llm_backoff_s", 0.5),
             "backoff_max_s": getattr(settings, "llm_backoff_max_s", 10.0),
+            "direct": getattr(settings, "llm_direct", True),
         }
         kwargs.update(overrides)
         return cls(settings.embedding_model, **kwargs)
@@ -209,7 +215,8 @@ class Embedder:
             kwargs["api_key"] = self.api_key
         try:
             vectors, _, _ = call_with_retries(
-                lambda _attempt: self._parse(self.litellm.embedding(**kwargs), len(batch)),
+                lambda _attempt: self._parse(
+                    self._direct.embed(batch) if self._direct else self.litellm.embedding(**kwargs), len(batch)),
                 attempts=self.max_retries + 1,
                 backoff_s=self.backoff_s,
                 backoff_max_s=self.backoff_max_s,

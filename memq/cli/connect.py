@@ -60,6 +60,16 @@ def open_client(settings: "Settings | None" = None, *, run_steps: bool = True) -
     """
     settings = settings or load_settings()
     install_log_handler()
+    from memq.quick.pg import is_postgres
+
+    if not settings.embedded and is_postgres(settings.resolved_database_url):
+        # Server mode: reads and sends over psycopg alone; the full client is built
+        # only for what the quick path hands over (memq/quick).
+        from memq.quick.client import QuickClient
+
+        with QuickClient(settings) as quick:
+            yield quick  # type: ignore[misc]
+        return
     from memq.client import Client
 
     if settings.embedded and not run_steps:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session
 
+from memq.isotime import iso_utc  # noqa: F401 - where callers import it from
 from storage.models import Message
-
-
-def iso_utc(dt: datetime) -> str:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes that were stored as UTC."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _unless_known(column: Any) -> Any:

@@ -1,0 +1,145 @@
+"""Ringing a worker without building the Celery app: the ``memq.step`` task message
+(Celery's protocol 2, as kombu's Redis transport stores it) pushed onto the queue's list.
+
+The worker consumes it like any ``step.delay``: same task name, args, queue and
+delivery info (routing key = queue, which the step reads). Other brokers (AMQP)
+keep the Celery app's doorbell.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from memq.constants import STEP_TASK
+
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def is_redis(url: str | None) -> bool:
+    return bool(url) and url.startswith(("redis://", "rediss://"))  # type: ignore[union-attr]
+
+
+def step_message(agent_id: str, queue: str) -> str:
+    """The kombu envelope of one ``memq.step(agent_id)`` task bound for ``queue``."""
+    task_id = str(uuid.uuid4())
+    body = json.dumps([[agent_id], {}, _EMBED])
+    headers = {
+        "lang": "py", "task": STEP_TASK, "id": task_id, "shadow": None, "eta": None, "expires": None,
+        "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
+        "root_id": task_id, "parent_id": None, "argsrepr": repr([agent_id]), "kwargsrepr": "{}",
+        "origin": f"gen{os.getpid()}@{socket.gethostname()}", "ignore_result": True,
+        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+    }
+    properties = {
+        "correlation_id": task_id, "reply_to": str(uuid.uuid4()), "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
+        "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+    }
+    return json.dumps({
+        "body": base64.b64encode(body.encode()).decode(), "content-encoding": "utf-8",
+        "content-type": "application/json", "headers": headers, "properties": properties,
+    })
+
+
+class RedisStepBell:
+    """``ring(agent_id, queue)``: one LPUSH on the broker's Redis (what kombu does for priority 0).
+
+    A plain ``redis://host:port/db`` URL (user and password allowed) is spoken to
+    directly over one kept-open socket (RESP: AUTH, SELECT once, then LPUSH per
+    ring), so a send does not import redis-py (~0.1 s). Any other form (TLS,
+    query options, a socket path) uses redis-py.
+    """
+
+    def __init__(self, broker_url: str, timeout_s: float = 5.0) -> None:
+        self.url = broker_url
+        self.timeout_s = timeout_s
+        self._parts = urlsplit(broker_url)
+        self._plain = self._parts.scheme == "redis" and not self._parts.query and bool(self._parts.hostname)
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+        self._redis: Any = None
+
+    def ring(self, agent_id: str, queue: str) -> None:
+        message = step_message(agent_id, queue)
+        if not self._plain:
+            if self._redis is None:
+                import redis
+
+                self._redis = redis.Redis.from_url(self.url, socket_connect_timeout=self.timeout_s,
+                                                   socket_timeout=self.timeout_s)
+            self._redis.lpush(queue, message)
+            return
+        try:
+            self._send([_command("LPUSH", queue, message)])
+        except OSError:  # a dropped connection: once more on a new one
+            self.close()
+            self._send([_command("LPUSH", queue, message)])
+
+    def _send(self, commands: list[bytes]) -> None:
+        if self._sock is None:
+            self._sock = socket.create_connection((self._parts.hostname, self._parts.port or 6379),
+                                                  timeout=self.timeout_s)
+            self._reader = self._sock.makefile("rb")
+            commands = _handshake(self._parts) + commands
+        self._sock.sendall(b"".join(commands))
+        for _ in commands:
+            line = self._reader.readline()
+            if not line:
+                raise ConnectionResetError("redis closed the connection")
+            if line.startswith(b"-"):
+                raise ConnectionError(f"redis answered {line.decode(errors='replace').strip()}")
+
+    def close(self) -> None:
+        for part in (self._reader, self._sock, self._redis):
+            if part is not None:
+                part.close()
+        self._reader = self._sock = self._redis = None
+
+
+class BrokerBell:
+    """A server-mode client's doorbell: Redis directly, any other broker through the
+    Celery app (built on the first ring, so commands that never ring never build it)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._bell: Any = None
+
+    def ring(self, agent_id: str, queue: str) -> None:
+        if self._bell is None:
+            if is_redis(self.settings.broker_url):
+                self._bell = RedisStepBell(self.settings.broker_url)
+            else:
+                from workers.celery_app import create_celery_app
+                from workers.doorbell import CeleryDoorbell
+
+                self._bell = CeleryDoorbell(create_celery_app(self.settings))
+        self._bell.ring(agent_id, queue)
+
+    def close(self) -> None:
+        close = getattr(self._bell, "close", None)
+        if close is not None:
+            close()
+        self._bell = None
+
+
+def _command(*args: str) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _handshake(parts: SplitResult) -> list[bytes]:
+    """AUTH (when the URL has a password) and SELECT of the URL's database."""
+    commands = []
+    if parts.password is not None:
+        user = unquote(parts.username) if parts.username else None
+        commands.append(_command("AUTH", *([user] if user else []), unquote(parts.password)))
+    return commands + [_command("SELECT", (parts.path or "/").strip("/") or "0")]

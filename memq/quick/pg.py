@@ -1,0 +1,42 @@
+"""One psycopg connection for the quick path, and rows that read like ORM objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def is_postgres(url: str | None) -> bool:
+    return bool(url) and url.startswith(POSTGRES_SCHEMES)  # type: ignore[union-attr]
+
+
+def libpq_url(url: str) -> str:
+    """``postgresql+psycopg://...`` (SQLAlchemy's spelling) -> ``postgresql://...`` (libpq's)."""
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+class Row:
+    """A result row whose columns are attributes (what the views read from ORM objects)."""
+
+    __slots__ = ("__dict__",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _row_factory(cursor: Any) -> Any:
+    names = [c.name for c in cursor.description or ()]
+
+    def make(values: Any) -> Row:
+        return Row(dict(zip(names, values)))
+
+    return make
+
+
+def connect(url: str, timeout_s: float = 10.0) -> Any:
+    """An autocommit connection; ``with conn.transaction():`` groups statements."""
+    import psycopg
+
+    return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=int(timeout_s),
+                           row_factory=_row_factory)

@@ -1,0 +1,78 @@
+"""The cheap route for OpenAI-format embedding endpoints: one POST to ``/embeddings``.
+
+``openai/<model>`` and ``hosted_vllm/<model>`` speak OpenAI's embeddings format;
+for them memq sends the request itself (the standard library's HTTP client,
+~10 ms to import) instead of importing litellm (3–4 s and ~160 MB), which
+matters most to a CLI command that embeds one query. Other providers keep
+litellm. Errors carry what the retry loop and the error text look at
+(memq/provider.py, memq/llm_errors.py): HTTP status and headers, or a
+connection error / timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+DIRECT_PREFIXES = ("openai/", "hosted_vllm/")
+OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+
+
+class ProviderHTTPError(RuntimeError):
+    """A non-2xx answer: ``status_code`` and ``response.headers`` as litellm's errors have them."""
+
+    def __init__(self, status_code: int, message: str, headers: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.response = type("Response", (), {"headers": headers})()
+
+
+class DirectEmbeddings:
+    """POST {base}/embeddings with {"model", "input"}; returns the parsed JSON answer."""
+
+    def __init__(self, model: str, base: str, api_key: str | None, timeout_s: float) -> None:
+        self.model = model
+        self.url = base.rstrip("/") + "/embeddings"
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def for_route(cls, model: str, api_base: str | None, api_key: str | None,
+                  timeout_s: float) -> "DirectEmbeddings | None":
+        """The direct route for an OpenAI-format model string, else None (litellm's job)."""
+        prefix = next((p for p in DIRECT_PREFIXES if model.startswith(p)), None)
+        if prefix is None:
+            return None
+        base = api_base
+        if not base and prefix == "openai/":
+            base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or OPENAI_DEFAULT_BASE
+            api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not base:
+            return None
+        return cls(model.removeprefix(prefix), base, api_key, timeout_s)
+
+    def embed(self, texts: list[str]) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = json.dumps({"model": self.model, "input": texts}).encode()
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise ProviderHTTPError(exc.code, detail or str(exc.reason), exc.headers) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason if isinstance(exc.reason, BaseException) else None
+            if isinstance(reason, TimeoutError):
+                raise TimeoutError(f"no answer from {self.url} within {self.timeout_s:g} s") from reason
+            raise ConnectionError(f"cannot connect to {self.url} ({exc.reason})") from reason
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ProviderHTTPError(200, "the answer is not JSON", {}) from None

@@ -85,9 +85,24 @@ def parse_line(number: int, raw: str, *, create_agents: bool, max_chars: int) ->
             item.agent = spec
     return item
 
+    _check_lengths(item)
 
 def parse_jsonl(lines: Iterable[str], *, create_agents: bool, max_chars: int) -> list[Line]:
     out = []
+def _check_lengths(item: Line) -> None:
+    """The bounded columns a line fills, checked here so the error names the line."""
+    from storage.limits import ValueTooLong, check_value, limit_of
+
+    spec = item.agent or {}
+    for name, value, column in (("'id'", item.item_id, ("batch_items", "item_id")),
+                                ("agent 'name'", spec.get("name"), ("agents", "name")),
+                                ("agent 'model'", spec.get("model"), ("agents", "model"))):
+        try:
+            check_value(name, value, limit_of(*column))
+        except ValueTooLong as exc:
+            item.errors.append(str(exc))
+
+
     for number, raw in enumerate(lines, start=1):
         if raw.strip():
             out.append(parse_line(number, raw, create_agents=create_agents, max_chars=max_chars))

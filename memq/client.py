@@ -143,7 +143,9 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
             try:
                 self.doorbell.ring(agent_id, queue)
             except Exception as exc:  # the message is safe in the database already
-                log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
+                from memq.service_errors import doorbell_not_delivered
+
+                log.warning("%s", doorbell_not_delivered(self.settings.broker_url, exc, agent_id))
         return self.wait(view.run_id, timeout_s) if wait else view
 
     def get_run(self, run_id: str) -> RunView:

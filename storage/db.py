@@ -34,6 +34,48 @@ def normalize_url(url: str) -> str:
     return url
 
 
+SUPPORTED_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite")
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a URL memq cannot use, in words (not the driver's ModuleNotFoundError)."""
+    from storage.repository.errors import BadInput
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SUPPORTED_SCHEMES:
+        from memq.logging_setup import URL_PASSWORD
+
+        shown = URL_PASSWORD.sub(lambda m: m.group("head") + "***@", url)
+        raise BadInput(f"unsupported database URL {shown}: memq needs postgresql://USER@HOST/DB "
+                       "or sqlite:///PATH (MEMQ_DATABASE_URL)")
+
+
+def create_missing_database(url: str) -> bool:
+    """Create the Postgres database ``url`` names, if it does not exist (``memq db upgrade``).
+
+    Connects to the server's ``postgres`` database with the same credentials. True
+    when it was created, False when it existed; a server that refuses raises its error.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    target = make_url(normalize_url(url))
+    name = target.database
+    if not name or not target.drivername.startswith("postgresql"):
+        return False
+    engine = create_engine(target.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                return False
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        engine.dispose()
+
+
 class Database:
     """One engine and session factory; `transaction()` is the way to write several rows.
 
@@ -43,6 +85,7 @@ class Database:
     """
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
+        check_database_url(url)
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
@@ -65,6 +108,10 @@ class Database:
         self.autocommit_engine: Engine = self.engine if self.is_sqlite else self._postgres_engine(
             max(1, pool_size // 2), isolation_level="AUTOCOMMIT")
         self._autocommit_sessions = sessionmaker(self.autocommit_engine, expire_on_commit=False)
+        from storage import limits
+
+        for factory in (self._sessions, self._autocommit_sessions):
+            limits.install(factory)  # varchar(N) limits alike on SQLite and Postgres
 
     def _postgres_engine(self, pool_size: int, **options: str) -> Engine:
         return create_engine(

@@ -45,17 +45,27 @@ class SearchPage:
 
     def render(self, what: str) -> str:
         """The tool result text: paging facts first, then the items."""
-        if not self.items:
-            head = f"No {what} found" + (f" on page {self.page}" if self.page else "") + "."
-        else:
-            head = (f"Showing {len(self.items)} of {self.total} {what} (page {self.page} of "
-                    f"{self.pages - 1}, pages start at 0, {PAGE_SIZE} per page):")
+        head = page_line(self.page, self.pages, self.total, what, "page={}")
         lines = [head, *self.notes]
         lines += [json.dumps(item, ensure_ascii=False) for item in self.items]
         return "\n".join(lines)
 
 
 def recall_text(m: Message) -> str | None:
+def page_line(page: int, pages: int, total: int, what: str, next_hint: str) -> str:
+    """"Page 1 of 3, 12 passages (5 per page); next: page=1.": pages count from 1 in text,
+    while the argument that asks for one counts from 0 (``next_hint`` shows it)."""
+    noun = what[:-1] if total == 1 and what.endswith("s") else what
+    if total == 0:
+        return f"No {what} found."
+    if page >= pages:
+        return (f"No {what} on {next_hint.format(page)}: {total} {noun} fill{'s' if total == 1 else ''} "
+                f"{pages} page{'' if pages == 1 else 's'} ({PAGE_SIZE} per page); "
+                f"the last is {next_hint.format(pages - 1)}.")
+    line = f"Page {page + 1} of {pages}, {total} {noun} ({PAGE_SIZE} per page)"
+    return line + (f"; next: {next_hint.format(page + 1)}." if page + 1 < pages else ".")
+
+
     """The searchable text of a message: what was said, not the protocol around it."""
     if m.role == "user":
         try:

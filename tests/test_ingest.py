@@ -429,7 +429,7 @@ def test_cli_ingest_search_insert_and_reindex(cli, llm):
     inserted = run_memq(env, "archival", "insert", agent_id, "The lighthouse keeper's parrot is named Captain.", "--json")
     assert inserted.code == 0 and inserted.doc["indexed"] is True
     shown = run_memq(env, "archival", "search", agent_id, "parrot lighthouse")
-    assert shown.code == 0 and "Captain" in shown.out and "page 0" in shown.out
+    assert shown.code == 0 and "Captain" in shown.out and "Page 1 of 1" in shown.out
 
     # reindex rebuilds this agent's passages: 4 + code chunks + 1 inserted
     again = run_memq(env, "reindex", agent_id, "--json")

@@ -30,7 +30,7 @@ def test_archival_insert_then_search_by_the_agent(client, agent, llm):
     assert run.status == "done"
     result = tool_results(client, agent.id)[-2]
     assert result["status"] == "OK"
-    assert "Pixel" in result["message"] and "page 0 of 0" in result["message"]
+    assert "Pixel" in result["message"] and "Page 1 of 1, 1 passage" in result["message"]
     assert '"time"' in result["message"]
     # and the system prompt counts archival passages
     assert "passages in archival memory (archival_memory_search): 1" in llm.requests(agent.id)[-1]["messages"][0]["content"]

@@ -34,9 +34,12 @@ memory_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: usage errors exit 2, everything else is one line on stderr."""
+    """Console-script entry: usage errors exit 2, everything else is one line on stderr
+    (and, with --json, ``{"error": {"type", "message"}}`` on stdout)."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="memq")
+        # Not standalone: usage errors come here too, so --json gets its error document.
+        code = app(args=args, prog_name="memq", standalone_mode=False)
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         from memq.cli.errors import handle
 
-        sys.exit(handle(exc))
+        sys.exit(handle(exc, json_out="--json" in args))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

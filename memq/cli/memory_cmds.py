@@ -33,13 +33,12 @@ def _show_page(doc: dict[str, Any], what: str, columns: list[str]) -> None:
     from rich.text import Text
 
     from memq.cli.output import console
+    from storage.memory import page_line
 
     out = console()
     for line in doc.get("notes") or []:
         out.print(Text(line, style="dim"))
-    if not doc["results"]:
-        out.print(f"no {what} found" + (f" on page {doc['page']}" if doc["page"] else ""), markup=False)
-    else:
+    if doc["results"]:
         table = Table("#", *columns, "text", show_lines=False)
         first = doc["page"] * 5
         for n, item in enumerate(doc["results"], start=first + 1):
@@ -57,7 +56,7 @@ def _show_page(doc: dict[str, Any], what: str, columns: list[str]) -> None:
                 text_cell = Text(_cell(text))
             table.add_row(str(n), *cells, text_cell)
         out.print(table)
-    out.print(f"page {doc['page']} of 0-{max(doc['pages'] - 1, 0)}; {doc['total']} {what} in all", markup=False)
+    out.print(page_line(doc["page"], doc["pages"], doc["total"], what, "--page {}"), markup=False, soft_wrap=True)
 
 
 # -- archival -----------------------------------------------------------------

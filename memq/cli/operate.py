@@ -149,7 +149,27 @@ def _render(doc: dict[str, Any]) -> None:
         out.print(line, markup=False)
 
 
-def _configure_logging(ctx: typer.Context) -> None:
+def version(json_out: Json = False) -> None:
+    """Print memq's version."""
+    from memq import __version__
+
+    if json_out:
+        emit_json({"version": __version__, "python": sys.version.split()[0]})
+        return
+    print(f"memq {__version__}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        version()
+        raise typer.Exit()
+
+
+def _configure_logging(
+    ctx: typer.Context,
+    _version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                           help="Print memq's version and exit.")] = False,
+) -> None:
     from memq import logging_setup
 
     logging_setup.configure_for_command(ctx.invoked_subcommand)
@@ -162,3 +182,4 @@ def register(app: typer.Typer) -> None:
     # secrets masked); services re-configure at their own level when they start.
     if app.registered_callback is None:
         app.callback()(_configure_logging)
+    app.command("version")(version)

@@ -24,17 +24,43 @@ def db_upgrade(json_out: Json = False) -> None:
     url = settings.resolved_database_url
     from storage.db import Database
 
+    created = _create_if_missing(url)
     db = Database(url)
     try:
         db.upgrade()
     finally:
         db.dispose()
     if json_out:
-        emit_json({"ok": True, "database": mask_url(url)})
+        emit_json({"ok": True, "database": mask_url(url), "created": created})
         return
     from memq.cli.output import console
 
+    if created:
+        console().print(f"created database {mask_url(url)}", markup=False)
     console().print(f"database is up to date: {mask_url(url)}", markup=False)
+
+
+def _create_if_missing(url: str) -> bool:
+    """A Postgres database that does not exist yet is created when the server allows it."""
+    if not url.startswith(("postgresql", "postgres:")):
+        return False
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from memq.cli.errors import database_failure
+    from storage.db import check_database_url, create_missing_database
+
+    check_database_url(url)
+    try:
+        return create_missing_database(url)
+    except DBAPIError as exc:
+        name = make_url(url).database
+        reason = database_failure(str(exc.orig or exc).strip().splitlines()[0])
+        if "permission denied" in str(exc.orig or exc).lower():
+            raise CLIError(f"database {name} does not exist and this user may not create it "
+                           f"(create it with `createdb {name}`, then run `memq db upgrade` again)",
+                           kind="unavailable") from None
+        raise CLIError(reason.message, kind=reason.kind.value) from None
 
 
 def _parse_queues(raw: str | None) -> list[str] | None:

@@ -25,14 +25,16 @@ _SECRET_ENV = (
 
 _console: Any = None
 _err_console: Any = None
+_json_emitted = False  # one document per command: an error after it adds none
 
 
 class CLIError(Exception):
     """A failure the user should see as one line on stderr (exit code attached)."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, kind: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.kind = kind  # an ErrorType slug (memq/cli/errors.py); None: from the code
 
 
 def mask_url(url: str | None) -> str | None:
@@ -79,11 +81,20 @@ def err_console() -> Any:
 
 def emit_json(doc: Any) -> None:
     """The one JSON document of a ``--json`` command."""
+    global _json_emitted
+    _json_emitted = True
     text = json.dumps(doc, indent=2, ensure_ascii=False, default=str)
     for secret in _secret_values():  # a configured key never leaves the process
         text = text.replace(secret, "***")
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def emit_error_json(kind: str, message: str) -> None:
+    """``{"error": {"type", "message"}}`` on stdout for a --json command that failed
+    (unless the command printed its document already)."""
+    if not _json_emitted:
+        emit_json({"error": {"type": kind, "message": " ".join(redact(str(message)).split())}})
 
 
 def error_line(message: str) -> None:

@@ -83,12 +83,10 @@ def parse_line(number: int, raw: str, *, create_agents: bool, max_chars: int) ->
             item.errors.append(f"'agent' takes string fields {', '.join(sorted(AGENT_FIELDS))}")
         else:
             item.agent = spec
+    _check_lengths(item)
     return item
 
-    _check_lengths(item)
 
-def parse_jsonl(lines: Iterable[str], *, create_agents: bool, max_chars: int) -> list[Line]:
-    out = []
 def _check_lengths(item: Line) -> None:
     """The bounded columns a line fills, checked here so the error names the line."""
     from storage.limits import ValueTooLong, check_value, limit_of
@@ -103,6 +101,8 @@ def _check_lengths(item: Line) -> None:
             item.errors.append(str(exc))
 
 
+def parse_jsonl(lines: Iterable[str], *, create_agents: bool, max_chars: int) -> list[Line]:
+    out = []
     for number, raw in enumerate(lines, start=1):
         if raw.strip():
             out.append(parse_line(number, raw, create_agents=create_agents, max_chars=max_chars))

@@ -51,7 +51,6 @@ class SearchPage:
         return "\n".join(lines)
 
 
-def recall_text(m: Message) -> str | None:
 def page_line(page: int, pages: int, total: int, what: str, next_hint: str) -> str:
     """"Page 1 of 3, 12 passages (5 per page); next: page=1.": pages count from 1 in text,
     while the argument that asks for one counts from 0 (``next_hint`` shows it)."""
@@ -66,6 +65,7 @@ def page_line(page: int, pages: int, total: int, what: str, next_hint: str) -> s
     return line + (f"; next: {next_hint.format(page + 1)}." if page + 1 < pages else ".")
 
 
+def recall_text(m: Message) -> str | None:
     """The searchable text of a message: what was said, not the protocol around it."""
     if m.role == "user":
         try:

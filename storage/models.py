@@ -150,6 +150,7 @@ class InboxItem(Base):
             postgresql_where=text("consumed_at IS NULL"),
             sqlite_where=text("consumed_at IS NULL"),
         ),
+        Index("ix_inbox_run_id", "run_id"),  # a turn in progress reads the event that started it
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

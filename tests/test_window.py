@@ -237,3 +237,96 @@ def test_statistics_are_counted_exactly_from_cached_parts():
             estimate = counter.text(model, _stats_text(agent, ("0", "0", "0"))) + sum(
                 counter.text(model, n) - 1 for n in values)
             assert estimate == counter.text(model, _stats_text(agent, values))
+
+
+# ---------- the pinned event: the one that started the active run stays in view ----------
+
+@given(
+    h=histories(),
+    window=st.integers(4_000, 200_000),
+    base=st.integers(200, 2_000),
+    event=st.integers(5, 1_500),
+    pinned=st.integers(5, 6_000),
+    summary=st.integers(0, 60),
+    alerted=st.booleans(),
+    force=st.integers(0, 2),
+)
+@hsettings(max_examples=400, deadline=None)
+def test_plan_keeps_the_pinned_event_unless_it_cannot_fit_at_all(h, window, base, event, pinned, summary, alerted,
+                                                                 force):
+    roles, tokens = h
+    budget = Budget(window=window, reply_tokens=min(1024, window // 4), margin_tokens=max(32, window // 20))
+    try:
+        plan = plan_window(
+            budget=budget, base_tokens=base, summary_tokens=summary, history_tokens=tokens,
+            history_roles=roles, event_tokens=event, alert_tokens=40, alerted=alerted, force_evict=force,
+            pinned_tokens=pinned,
+        )
+    except ContextTooSmall:
+        assert base + budget.summary_reserve + event + 40 > budget.limit
+        return
+    fixed_with_pin = base + budget.summary_reserve + event + pinned + 40
+    # then it is dropped only when even an empty history leaves no room for it, and the alert says so
+    assert plan.pin_dropped == (fixed_with_pin > budget.limit)
+    if plan.pin_dropped:
+        assert plan.alert
+    kept = sum(tokens[plan.evict:])
+    summary_after = budget.summary_reserve if plan.evict else summary
+    in_view_pin = 0 if plan.pin_dropped else pinned
+    assert base + summary_after + kept + event + in_view_pin + (40 if plan.alert else 0) <= budget.limit
+    assert plan.evict in cut_points(roles) or plan.evict == 0
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 600), st.lists(st.integers(1, 200), max_size=3), st.booleans()),
+        min_size=1, max_size=30,
+    ),
+    window=st.sampled_from([4_096, 8_192]),
+    pin_at=st.integers(0, 29),
+    evicted_before=st.booleans(),
+)
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_compiled_prompt_keeps_the_event_that_started_the_run(builder_for, steps, window, pin_at, evicted_before):
+    import litellm
+
+    from workers.context import message_to_llm
+
+    # given a history in which one user event started the active run (or one already behind the cursor)
+    builder = builder_for(window)
+    history = _history(steps)
+    users = [m for m in history if m.role == "user"]
+    for i, m in enumerate(users):  # each event's JSON is unique (its time), as stored ones are
+        m.content = m.content.replace('"message": "', f'"message": "#{i} ', 1)
+    for m in history:
+        m.tokens = builder.counter.message(MODEL, message_to_llm(m))
+    if evicted_before:
+        pinned = pack_event_user("the task that started this run " * 20, "2026-01-01T00:00:00Z")
+    else:
+        pinned = users[pin_at % len(users)].content
+    agent = _agent()
+    heartbeat = json.dumps({"type": "heartbeat", "reason": "continue", "time": "t"})
+    # when the context is compiled for a heartbeat of that run
+    ctx = builder.build(agent, {"human": Block("Grace. " * 40, 2000)}, history, heartbeat, pinned=pinned)
+    # then the pinned event is in view (exactly once) and everything still fits and pairs
+    contents = [m.get("content") for m in ctx.messages]
+    assert contents.count(pinned) == 1
+    counted = litellm.token_counter(model=MODEL, messages=ctx.messages, tools=builder.tools)
+    assert counted + builder.budget(MODEL).reply_tokens <= window
+    assert ctx.messages[-1]["content"] == heartbeat
+    _assert_paired(ctx.messages[1:])
+
+
+def test_a_pinned_event_that_cannot_fit_is_named_in_the_summary_and_an_alert(builder_for):
+    # given a window too small for the run's event beside the system prompt and core memory
+    from workers.prompts import PINNED_EVENT_DROPPED
+
+    builder = builder_for(4_096)
+    pinned = pack_event_user("enormous " * 2_500, "2026-01-01T00:00:00Z")
+    heartbeat = json.dumps({"type": "heartbeat", "reason": "continue", "time": "t"})
+    # when a heartbeat of its run is compiled
+    ctx = builder.build(_agent(), {"human": Block("x", 100)}, [], heartbeat, pinned=pinned)
+    # then the event is left out, and both the summary and a system alert say so
+    assert all(m.get("content") != pinned for m in ctx.messages)
+    assert PINNED_EVENT_DROPPED in ctx.summary and ctx.alert and "recall memory" in ctx.alert
+    assert ctx.tokens <= builder.budget(MODEL).limit

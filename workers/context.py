@@ -4,6 +4,8 @@ Fresh before every LLM call: system instructions, memory statistics, core
 memory (used/limit per block), the summary of evicted history, the in-context
 FIFO queue, an optional memory-pressure alert and the event being processed.
 The window planner decides evictions; the summarizer folds them into the summary.
+The event that started the active run (pinned) stays in view until the run
+ends, whatever else is evicted: a long heartbeat chain keeps knowing its task.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from memq.constants import EventType, Role
 from memq.settings import Settings
 from storage.models import Agent, Message
 from workers.events import pack_event
-from workers.prompts import BASE_SYSTEM_PROMPT, MEMORY_PRESSURE_ALERT
+from workers.prompts import BASE_SYSTEM_PROMPT, MEMORY_PRESSURE_ALERT, PINNED_EVENT_DROPPED
 from workers.summarizer import Summarizer
 from workers.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from workers.tools import Block
@@ -126,11 +128,16 @@ class ContextBuilder:
         event: str,
         *,
         force_evict: int = 0,
+        pinned: str | None = None,
     ) -> CompiledContext:
+        """pinned: the event that started the active run (None on its own first step)."""
         model = agent.model or self.settings.llm_model or "gpt-4o-mini"
         budget = self.budget(model)
         recall = agent.message_count
-        numbers = _stat_values(agent, len(history) + 1, recall)
+        pin, history = _take_pinned(history, pinned)
+        if pin is not None and pin.id is None:  # evicted earlier: shown again from the run's row
+            pin.tokens = self.counter.message(model, message_to_llm(pin))
+        numbers = _stat_values(agent, len(history) + 1 + int(pin is not None), recall)
         base = (
             PER_MESSAGE_OVERHEAD
             + self.counter.tools(model, self.tools)
@@ -142,6 +149,7 @@ class ContextBuilder:
         alert_text = pack_event(
             EventType.SYSTEM_ALERT, MEMORY_PRESSURE_ALERT.format(percent=int(budget.warn_ratio * 100))
         )
+        dropped_text = pack_event(EventType.SYSTEM_ALERT, PINNED_EVENT_DROPPED)
         plan = plan_window(
             budget=budget,
             base_tokens=base,
@@ -149,10 +157,14 @@ class ContextBuilder:
             history_tokens=[m.tokens for m in history],
             history_roles=[m.role for m in history],
             event_tokens=self.counter.message(model, event_msg),
-            alert_tokens=self.counter.message(model, {"content": alert_text}),
+            alert_tokens=max(self.counter.message(model, {"content": alert_text}), 0 if pin is None else (
+                self.counter.message(model, {"content": dropped_text}) + self.counter.text(model, PINNED_EVENT_DROPPED))),
             alerted=agent.pressure_alerted,
             force_evict=force_evict,
+            pinned_tokens=pin.tokens if pin is not None else 0,
         )
+        if plan.pin_dropped:
+            alert_text, pin = dropped_text, None
         summary, summary_tokens, by_llm = agent.summary, agent.summary_tokens, False
         kept = list(history[plan.evict :])
         start_id = agent.context_start_id
@@ -163,9 +175,13 @@ class ContextBuilder:
             )
             summary_tokens = self.counter.text(model, summary)
             start_id = kept[0].id if kept else history[-1].id + 1
-        system = render_system(agent, blocks, summary, len(kept) + 1 + int(plan.alert), recall)
+        if plan.pin_dropped:
+            summary = f"{summary}\n{PINNED_EVENT_DROPPED}".strip()
+            summary_tokens = self.counter.text(model, summary)
+        in_view = _with_pinned(kept, pin)
+        system = render_system(agent, blocks, summary, len(in_view) + 1 + int(plan.alert), recall)
         messages = [{"role": "system", "content": system}]
-        messages.extend(message_to_llm(m) for m in kept)
+        messages.extend(message_to_llm(m) for m in in_view)
         alert = alert_text if plan.alert else None
         if alert:
             messages.append({"role": "user", "content": alert})
@@ -173,7 +189,7 @@ class ContextBuilder:
         tokens = (
             base
             + _summary_cost(summary_tokens)
-            + sum(m.tokens for m in kept)
+            + sum(m.tokens for m in in_view)
             + self.counter.message(model, event_msg)
             + (self.counter.message(model, {"content": alert}) if alert else 0)
         )
@@ -189,6 +205,31 @@ class ContextBuilder:
             alert=alert,
             pressure_alerted=plan.alerted_after,
         )
+
+
+def _take_pinned(history: Sequence[Message], pinned: str | None) -> tuple[Message | None, list[Message]]:
+    """(the pinned event's message, the history without it).
+
+    The stored user message with the pinned text (an event's JSON carries its
+    time, so the text is unique) if it is still after the context cursor;
+    otherwise a fresh copy (no id) from the run's own row, shown before the
+    rest, as it was before the cursor moved past it.
+    """
+    if pinned is None:
+        return None, list(history)
+    for i, m in enumerate(history):
+        if m.role == Role.USER and m.content == pinned:
+            return m, [*history[:i], *history[i + 1:]]
+    return Message(id=None, role=Role.USER.value, content=pinned, tokens=0), list(history)
+
+
+def _with_pinned(kept: list[Message], pin: Message | None) -> list[Message]:
+    """The messages in view: the pinned one at its place, or first if its place was evicted."""
+    if pin is None:
+        return kept
+    if pin.id is None or not kept or pin.id < kept[0].id:
+        return [pin, *kept]
+    return sorted([*kept, pin], key=lambda m: m.id)
 
 
 def _summary_cost(summary_tokens: int) -> int:

@@ -40,3 +40,8 @@ MEMORY_PRESSURE_ALERT = (
     "your view and only a summary of them will remain. Save anything you will need later "
     "to core memory now."
 )
+
+PINNED_EVENT_DROPPED = (
+    "The message that started your current task is too long to stay in view beside your "
+    "memory. It is in recall memory: find it with conversation_search."
+)

@@ -64,6 +64,7 @@ class _Turn:
     history: list[Message]
     event: str
     inbox_id: int | None  # the inbox event this step consumes; None for a heartbeat
+    pinned: str | None = None  # the event that started the run, kept in view (None on its first step)
 
 
 @dataclass
@@ -158,18 +159,20 @@ def _load_turn(s: Session, agent: Any, history_cache: HistoryCache) -> _Turn | N
         run, blocks = repo.active_turn(s, agent.active_run_id)
         event = pack_event(EventType.HEARTBEAT, agent.heartbeat_reason or HEARTBEAT_REQUESTED)
         inbox_id = None
+        # The run's event as its first step stored it (the same JSON text).
+        pinned = None if run.trigger_event is None else json.dumps(run.trigger_event, ensure_ascii=False)
     else:
         taken = repo.next_event_turn(s, agent.id)  # the run's row carries its inbox event
         if taken is None:
             return None
         run, blocks = taken
         event = json.dumps(run.inbox_event, ensure_ascii=False)
-        inbox_id = run.inbox_id
+        inbox_id, pinned = run.inbox_id, None
     start = agent.context_start_id
     history = history_cache.load(
         agent.id, start, lambda known: repo.context_messages(s, agent.id, start, known_through=known))
     return _Turn(agent, run, {label: Block(value, limit) for label, value, limit in blocks}, history, event,
-                 inbox_id)
+                 inbox_id, pinned)
 
 
 def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
@@ -213,7 +216,8 @@ def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, 
     context = None
     for force in range(MAX_COMPACTIONS + 1):
         try:
-            context = rt.context.build(turn.agent, turn.blocks, turn.history, turn.event, force_evict=force)
+            context = rt.context.build(turn.agent, turn.blocks, turn.history, turn.event, force_evict=force,
+                                       pinned=turn.pinned)
         except ContextTooSmall as exc:
             return context, no_reply, _failed(turn.event, str(exc), str(exc), StepOutcome.LLM_FAILED)
         try:

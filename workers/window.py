@@ -4,7 +4,10 @@ Pure functions over token counts, so the rules are easy to test exhaustively:
 the prompt never exceeds the limit, an eviction never separates a tool call
 from its result (cuts fall only before user-role messages, where each step's
 messages begin), and the event being processed is never evicted (it is not
-part of the history being planned).
+part of the history being planned). Neither is the event that started the
+active run (the pinned event): the caller takes it out of the history, and
+it counts as fixed, like the event, until the run ends. Only a pinned event
+that cannot fit even beside an empty history is dropped (pin_dropped).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class WindowPlan:
     alert: bool  # give the memory-pressure alert in this step
     alerted_after: bool  # the agent's pressure_alerted flag after this step
     prompt_tokens: int  # estimate for the prompt as planned (before a new summary)
+    pin_dropped: bool = False  # the pinned event does not fit: left out, and the alert says so
 
 
 def cut_points(roles: Sequence[str]) -> list[int]:
@@ -60,14 +64,25 @@ def plan_window(
     alert_tokens: int,
     alerted: bool,
     force_evict: int = 0,
+    pinned_tokens: int = 0,
 ) -> WindowPlan:
     """Decide evictions and the pressure alert for one step.
 
     base_tokens: system prompt without summary, plus tool schemas.
     force_evict: how many times the provider refused the prompt as too long;
     each refusal evicts at least one more group and halves the target.
+    pinned_tokens: the pinned event (not in history_tokens), kept before any
+    history message is; when even the fixed part and it exceed the limit it is
+    dropped, and the alert (alert_tokens) is given to say so.
     """
     limit = budget.limit
+    if pinned_tokens and base_tokens + budget.summary_reserve + event_tokens + pinned_tokens + alert_tokens > limit:
+        plan = plan_window(budget=budget, base_tokens=base_tokens, summary_tokens=summary_tokens,
+                           history_tokens=history_tokens, history_roles=history_roles,
+                           event_tokens=event_tokens + alert_tokens, alert_tokens=0, alerted=True,
+                           force_evict=force_evict)
+        return WindowPlan(plan.evict, True, alerted, plan.prompt_tokens, pin_dropped=True)
+    event_tokens += pinned_tokens
     kept = sum(history_tokens)
     total = base_tokens + summary_tokens + kept + event_tokens
     fits_with_alert = total + alert_tokens <= limit

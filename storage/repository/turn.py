@@ -17,7 +17,8 @@ from storage.repository.errors import NotFound
 class TurnRows(NamedTuple):
     """A step's run and its agent's blocks, as read-only rows."""
 
-    run: Any  # the run's columns as run_row gives them; with inbox_id and inbox_event for an event
+    run: Any  # the run's columns as run_row gives them; with inbox_id and inbox_event for an event,
+    # with trigger_event (the event that started it; None for a run without one) for a turn in progress
     blocks: list[tuple[str, str, int]]  # (label, value, limit_chars) in the agent's order
 
 
@@ -28,9 +29,15 @@ _BLOCK_COLUMNS = (
     _BLOCKS.c.limit_chars.label("block_limit_chars"),
 )
 _RUNS = Run.__table__
+_INBOX = InboxItem.__table__
+# The turn in progress comes with the event that started it (trigger_event), which
+# stays in the context until the run ends (ix_inbox_run_id finds it).
 _RUN_TURN = (
-    select(_RUNS, *_BLOCK_COLUMNS)
-    .select_from(_RUNS.outerjoin(_BLOCKS, _BLOCKS.c.agent_id == _RUNS.c.agent_id))
+    select(_RUNS, _INBOX.c.event.label("trigger_event"), *_BLOCK_COLUMNS)
+    .select_from(
+        _RUNS.outerjoin(_INBOX, _INBOX.c.run_id == _RUNS.c.id)
+        .outerjoin(_BLOCKS, _BLOCKS.c.agent_id == _RUNS.c.agent_id)
+    )
     .where(_RUNS.c.id == bindparam("rid"))
     .order_by(_BLOCKS.c.position, _BLOCKS.c.id)
 )

@@ -1,4 +1,7 @@
-"""run and context state (reserved)
+"""run and context state: the inbox event of a run is found by the run's id
+
+A step of a turn in progress reads the event that started the run (it stays
+in the context until the run ends), so inbox.run_id gets an index.
 
 Revision ID: 0008
 Revises: 0007
@@ -14,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('inbox', schema=None) as batch_op:
+        batch_op.create_index('ix_inbox_run_id', ['run_id'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('inbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbox_run_id')

@@ -1,0 +1,89 @@
+"""A chain keeps knowing what it is doing: the event that started the run stays in
+its context until the run ends, however many flushes the chain goes through.
+
+A real `memq worker` with a small window (its own Postgres database and Redis
+db, so no other worker of the session, with other settings, takes its steps)
+and the scripted LLM, which records every prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import PG_SERVER, REDIS_SERVER, WorkerProcess, _claim_redis_db  # noqa: E402
+from helpers import call  # noqa: E402
+
+WINDOW = 4096
+MAX_CHAIN = 14
+
+
+@pytest.fixture(scope="module")
+def small_window(memq_env: dict[str, str], llm, tmp_path_factory):
+    """(client, worker) on a database and broker of their own, MEMQ_CONTEXT_WINDOW=4096."""
+    from memq.client import Client
+    from memq.settings import Settings
+    from storage.db import Database
+
+    name = f"memq_test_pin_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
+    db = Database(db_url)
+    db.upgrade()
+    db.dispose()
+    broker = f"{REDIS_SERVER}/{_claim_redis_db()}"
+    redis.Redis.from_url(broker).flushdb()
+    env = {k: v for k, v in memq_env.items() if not k.startswith("MEMQ_EMBEDDING")}
+    env.update(MEMQ_DATABASE_URL=db_url, MEMQ_BROKER_URL=broker, MEMQ_CONTEXT_WINDOW=str(WINDOW),
+               MEMQ_MAX_CHAIN=str(MAX_CHAIN), MEMQ_HOME=str(tmp_path_factory.mktemp("pin-home")),
+               MEMQ_QDRANT_PATH=str(tmp_path_factory.mktemp("pin-qdrant")))
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("pin-worker") / "worker.log", "--concurrency", "4")
+    client = None
+    try:
+        worker.wait_ready()
+        settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items() if k.startswith("MEMQ_")})
+        client = Client.connect(settings)
+        yield client, worker
+    finally:
+        if client is not None:
+            client.close()
+        worker.stop()
+        redis.Redis.from_url(broker).flushdb()
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_never_ending_chain_keeps_its_task_in_view_until_it_is_capped(small_window, llm):
+    client, worker = small_window
+    # given an agent whose model always asks for another step, with bulky output each time
+    agent = client.create_agent(f"pin-{uuid.uuid4().hex[:8]}", persona="A tireless counter.", human="Unknown.")
+    llm.set_default("running summary", {"content": "The agent kept counting sheep in long messages."})
+    bulky = "One more sheep jumps the fence, and then another, and another. " * 25
+    llm.set_default(agent.id, call("send_message", heartbeat=True, thought="Keep counting.", message=bulky))
+    task = f"Count sheep and never stop ({uuid.uuid4().hex[:8]})."
+    # when the user starts the run
+    run = client.send(agent.id, task, wait=True, timeout_s=120)
+    # then it runs until the chain cap, not until it forgets what it was doing
+    assert run.status == "chain_capped", (run.status, run.error, worker.log_path.read_text()[-3000:])
+    assert run.steps == MAX_CHAIN
+    prompts = [r for r in llm.requests(agent.id) if r.get("tools")]
+    assert len(prompts) == MAX_CHAIN
+    # the window forced flushes: the summary is in view and the first steps' replies are not
+    last = prompts[-1]["messages"]
+    assert "Summary of older conversation" in last[0]["content"]
+    in_view = [m for m in last[1:] if m["role"] == "assistant"]
+    assert len(in_view) < MAX_CHAIN - 1
+    # and the message that started the run is in every prompt, the last one included
+    for prompt in prompts:
+        events = [json.loads(m["content"]) for m in prompt["messages"] if m["role"] == "user"]
+        assert [e["message"] for e in events if e["type"] == "user_message"] == [task]

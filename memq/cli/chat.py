@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from memq.cli import render
+from memq.cli import live, render
 from memq.cli.output import console, err_console
 
 QUIT = {"/quit", "/exit", "/q"}
@@ -58,7 +58,7 @@ def chat_loop(client: Any, agent_id: str, *, timeout_s: float, json_out: bool) -
                 render.blocks(client.memory(agent_id))
             continue
         try:
-            run = client.send(agent_id, text, wait=True, timeout_s=timeout_s)
+            run = send_and_show(client, agent_id, text, timeout_s=timeout_s, json_out=json_out)
         except BadInput as exc:
             if json_out:
                 turns.append({"message": text, "error": str(exc)})
@@ -71,11 +71,24 @@ def chat_loop(client: Any, agent_id: str, *, timeout_s: float, json_out: bool) -
     return turns
 
 
+def send_and_show(client: Any, agent_id: str, text: str, *, timeout_s: float, json_out: bool) -> Any:
+    """Send one message and wait for its run, showing each step as it commits (not with --json).
+
+    Ctrl-C while waiting leaves at once (exit 130), saying how to follow the run.
+    """
+    after_id = 0 if json_out else live.last_message_id(client, agent_id)
+    run = client.send(agent_id, text)
+    try:
+        if json_out:
+            return live.wait(client, run.run_id, timeout_s=timeout_s)
+        return live.follow(client, agent_id, run.run_id, after_id=after_id, timeout_s=timeout_s)
+    except KeyboardInterrupt:
+        live.exit_interrupted(run.run_id, agent_id, embedded=client.settings.embedded)
+
+
 def show_turn(run: Any, timeout_s: float) -> None:
-    """The replies of one waited-for run, and what went wrong if anything did."""
+    """What went wrong with one waited-for run, if anything did (its replies were shown live)."""
     out = console()
-    for reply in run.replies:
-        out.print(Text.assemble(("agent: ", "bold green"), reply))
     if run.status == "failed":
         out.print(Text(f"(run failed: {run.error})", style="red"))
     elif run.status == "chain_capped":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -37,11 +37,11 @@ def send(
     from memq.constants import RunStatus
 
     # Embedded without --wait the message is only queued (no step starts here).
-    with open_client(run_steps=wait) as client:
+    with open_client(settings_for_steps(announce=not json_out) if wait else None, run_steps=wait) as client:
         agent_id = client.resolve_agent(agent_id)
-        run = client.send(
-            agent_id, text, idempotency_key=idempotency_key, wait=wait, timeout_s=timeout
-        )
+        run = client.send(agent_id, text, idempotency_key=idempotency_key)
+        if wait:
+            run = _wait(client, run, agent_id, timeout, json_out)
         timed_out = wait and not RunStatus(run.status).finished
         if json_out:
             emit_json(run.model_dump())
@@ -62,12 +62,42 @@ def send(
         raise typer.Exit(EXIT_TIMEOUT)
 
 
+def settings_for_steps(*, announce: bool) -> Any:
+    """Settings for a command that runs steps itself: embedded with no MEMQ_LLM_MODEL, the model
+    the user already has (memq/detect.py), said in one line on stderr."""
+    import os
+
+    from memq.cli.connect import load_settings
+
+    settings = load_settings()
+    if not settings.embedded:
+        return settings
+    from memq.detect import fill_model
+
+    settings, found = fill_model(settings, os.environ)
+    if found is not None and announce:
+        note(found.announce())
+    return settings
+
+
+def _wait(client: Any, run: Any, agent_id: str, timeout: float, json_out: bool) -> Any:
+    """Wait for the run; Ctrl-C leaves at once (exit 130) saying how to follow it."""
+    from memq.cli import live
+
+    try:
+        return live.wait(client, run.run_id, timeout_s=timeout)
+    except KeyboardInterrupt:
+        if json_out:
+            emit_json(client.get_run(run.run_id).model_dump())
+        live.exit_interrupted(run.run_id, agent_id, embedded=client.settings.embedded)
+
+
 def chat(agent_id: AgentId, timeout: Timeout = 120.0, json_out: Json = False) -> None:
-    """Talk with an agent interactively (/quit or Ctrl-D leaves)."""
+    """Talk with an agent interactively (/quit or Ctrl-D leaves; Ctrl-C while it works exits 130)."""
     _check_timeout(timeout)
     from memq.cli.chat import chat_loop
 
-    with open_client() as client:
+    with open_client(settings_for_steps(announce=not json_out)) as client:
         agent_id = client.resolve_agent(agent_id)
         agent = client.get_agent(agent_id)
         if not json_out:

@@ -109,6 +109,58 @@ def _tool_line(content: str | None) -> Text:
     return Text(text, style="red" if failed else "dim")
 
 
+def _call_text(call: dict[str, Any]) -> Text:
+    fn = call.get("function") or {}
+    line = Text.assemble(("→ ", "magenta"), (fn.get("name") or "?", "bold magenta"))
+    line.append(f"({_args_text(fn.get('arguments'))})")
+    return line
+
+
+def _reply_text(call: dict[str, Any]) -> Text | None:
+    """A well-formed send_message call as the reply the user sees; None for any other call."""
+    fn = call.get("function") or {}
+    if fn.get("name") != "send_message":
+        return None
+    try:
+        message = json.loads(fn.get("arguments") or "").get("message")
+    except (ValueError, AttributeError):
+        return None
+    return Text.assemble(("agent: ", "bold green"), message) if isinstance(message, str) else None
+
+
+def step_lines(messages: list[Any], *, own_run_id: str | None = None) -> list[Text]:
+    """What the agent did, for `memq chat` and `memq demo` as steps commit: inner thought
+    (dim), each tool call with its result on one line, a reply as ``agent: ...``, heartbeats
+    and alerts. The user_message event of ``own_run_id`` is left out (the user just typed it)."""
+    lines: list[Text] = []
+    results = {m.tool_call_id: m for m in messages if m.role == "tool" and m.tool_call_id}
+    shown: set[str] = set()
+    for m in messages:
+        if m.role == "user":
+            line = _user_line(m.content)
+            if not (own_run_id and m.run_id == own_run_id and line.plain.startswith("user: ")):
+                lines.append(line)
+        elif m.role == "assistant":
+            if m.content:
+                lines.append(Text(f"(thinking) {m.content}", style="dim italic"))
+            for call in m.tool_calls or []:
+                result = results.get(call.get("id"))
+                reply = _reply_text(call)
+                ok = result is not None and _tool_line(result.content).style == "dim"
+                if reply is not None and ok:
+                    lines.append(reply)
+                else:
+                    line = _call_text(call)
+                    if result is not None:
+                        line.append_text(_tool_line(result.content))
+                    lines.append(line)
+                if result is not None:
+                    shown.add(result.tool_call_id)
+        elif m.role == "tool" and m.tool_call_id not in shown:
+            lines.append(_tool_line(m.content))
+    return lines
+
+
 def transcript(messages: list[Any]) -> None:
     """A readable transcript: events, inner monologue (dim), tool calls and results."""
     out = console()
@@ -122,11 +174,7 @@ def transcript(messages: list[Any]) -> None:
             if m.content:
                 out.print(stamp + Text(f"(thinking) {m.content}", style="dim italic"))
             for call in m.tool_calls or []:
-                fn = call.get("function") or {}
-                name = fn.get("name") or "?"
-                line = Text.assemble(stamp, ("→ ", "magenta"), (name, "bold magenta"))
-                line.append(f"({_args_text(fn.get('arguments'))})")
-                out.print(line)
+                out.print(stamp + _call_text(call))
         elif m.role == "tool":
             out.print(_tool_line(m.content))
         else:

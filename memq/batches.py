@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from memq.constants import Queue, RunStatus
+from memq.text import stored_text, stored_value
 from storage.repository.errors import BadInput
 
 AGENT_FIELDS = {"name", "persona", "human", "model"}
@@ -43,13 +44,14 @@ def parse_line(number: int, raw: str, *, create_agents: bool, max_chars: int) ->
     """One JSONL line -> Line (errors collected, never raised)."""
     item = Line(number)
     try:
-        obj = json.loads(raw)
+        obj = json.loads(stored_text(raw, f"line {number}"))
     except json.JSONDecodeError as exc:
         item.errors.append(f"not valid JSON ({exc.msg})")
         return item
     if not isinstance(obj, dict):
         item.errors.append("must be a JSON object")
         return item
+    obj = stored_value(obj, f"line {number}")  # U+FFFD for what cannot be stored, with a warning
     allowed = {"id", "message", "agent_id"} | ({"agent"} if create_agents else set())
     unknown = sorted(set(obj) - allowed)
     if unknown:

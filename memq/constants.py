@@ -60,6 +60,15 @@ class StepOutcome(StrEnum):
     NO_TOOL = "no_tool"
     LLM_FAILED = "llm_failed"
     GAVE_UP = "gave_up"
+    COMMIT_FAILED = "commit_failed"  # the step's content could not be stored: a placeholder was
+
+
+class AgentState(StrEnum):
+    """How an agent stands, as `memq agent list|show` show it."""
+
+    IDLE = "idle"
+    WORKING = "working"  # a worker holds its lease
+    FAILING = "failing"  # its last step raised and was not committed (last_error says why)
 
 
 class ToolStatus(StrEnum):

@@ -255,6 +255,13 @@ def _pending(conn: Any, select: Any, func: Any, distinct: Any) -> dict[str, Any]
         .where(waiting)
     ).one()
     heartbeats = conn.execute(select(func.count(Agent.id)).where(Agent.active_run_id.is_not(None))).scalar()
+    # Agents whose last step raised instead of committing (a committed step clears last_error).
+    failing = Agent.last_error.is_not(None)
+    failing_count = conn.execute(select(func.count(Agent.id)).where(failing)).scalar()
+    failing_rows = conn.execute(
+        select(Agent.id, Agent.step_attempts, Agent.last_error, Agent.last_error_at)
+        .where(failing).order_by(Agent.last_error_at.desc()).limit(5)
+    ).all()
     rows = conn.execute(
         select(InboxItem.agent_id, func.count(InboxItem.id), func.min(InboxItem.created_at))
         .where(waiting)
@@ -272,6 +279,12 @@ def _pending(conn: Any, select: Any, func: Any, distinct: Any) -> dict[str, Any]
         "agents": int(agents or 0),
         "messages": int(messages or 0),
         "agents_mid_turn": int(heartbeats or 0),
+        "agents_failing": int(failing_count or 0),
+        "failing": [
+            {"agent_id": a, "attempts": int(n or 0), "last_error": e,
+             "last_error_at": _as_utc(at).isoformat() if at else None}
+            for a, n, e, at in failing_rows
+        ],
         "longest_wait_s": wait_s(oldest),
         "oldest": _as_utc(oldest).isoformat() if oldest else None,
         "longest_waiting": [

@@ -123,18 +123,21 @@ class IngestOps:
 
         from storage.models import Document
 
-        digest = hashlib.sha256("\x00".join([doc.kind, *doc.chunks]).encode()).hexdigest()
+        from memq.text import stored_text, stored_texts
+
+        chunks = stored_texts(doc.chunks, f"{doc.name}, chunk")  # U+FFFD for what cannot be stored
+        digest = hashlib.sha256("\x00".join([doc.kind, *chunks]).encode()).hexdigest()
         find = select(Document).where(Document.agent_id == agent_id, Document.content_sha256 == digest)
         try:
             with self.rt.db.transaction() as s:
                 existing = s.scalars(find).first()
                 if existing is not None:
                     return existing, []
-                row = Document(id=str(uuid.uuid4()), agent_id=agent_id, name=doc.name[:500], kind=doc.kind,
-                               size_bytes=doc.size_bytes, chunks=len(doc.chunks), content_sha256=digest)
+                row = Document(id=str(uuid.uuid4()), agent_id=agent_id, name=stored_text(doc.name[:500], "file name"),
+                               kind=doc.kind, size_bytes=doc.size_bytes, chunks=len(chunks), content_sha256=digest)
                 s.add(row)
                 s.flush()
-                return None, self.rt.memory.add_passages(s, agent_id, doc.chunks, source="document",
+                return None, self.rt.memory.add_passages(s, agent_id, chunks, source="document",
                                                          document_id=row.id)
         except IntegrityError:  # the same content ingested at this moment by another command
             with self.rt.db.transaction() as s:

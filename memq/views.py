@@ -6,10 +6,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from memq.constants import AgentState
 from memq.isotime import iso_utc
 
 if TYPE_CHECKING:  # the CLI's quick path builds views from plain rows, without the ORM
     from storage.models import Agent, Message, Run
+
+
+def agent_state(a: Any, now_s: float) -> AgentState:
+    """failing while its last step's error stands (a committed step clears it), else
+    working while a worker holds its lease, else idle."""
+    if a.last_error is not None:
+        return AgentState.FAILING
+    return AgentState.WORKING if a.lease_until_s > now_s else AgentState.IDLE
 
 
 class BlockView(BaseModel):
@@ -43,6 +52,10 @@ class AgentView(BaseModel):
     busy: bool
     active_run_id: str | None
     context: ContextUsage | None = None
+    state: AgentState = AgentState.IDLE  # failing: its last step raised (last_error), not committed
+    attempts: int = 0  # step attempts since the last committed step
+    last_error: str | None = None
+    last_error_at: str | None = None
 
     @classmethod
     def of(cls, a: Agent, now_s: float, in_context: int | None = None) -> "AgentView":
@@ -66,6 +79,10 @@ class AgentView(BaseModel):
             busy=a.lease_until_s > now_s,
             active_run_id=a.active_run_id,
             context=context,
+            state=agent_state(a, now_s),
+            attempts=a.step_attempts or 0,
+            last_error=a.last_error,
+            last_error_at=iso_utc(a.last_error_at) if a.last_error_at else None,
         )
 
 

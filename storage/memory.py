@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from memq.text import stored_texts
 from storage.db import Database
 from storage.models import Agent, IndexCursor, Message, Passage
 from storage.repository.messages import iso_utc
@@ -118,7 +119,10 @@ class MemoryStore:
 
     def add_passages(self, session: Session, agent_id: str, texts: list[str], *, source: str = "agent",
                      document_id: str | None = None) -> list[Passage]:
-        """Passage rows in the caller's transaction (index them after it commits)."""
+        """Passage rows in the caller's transaction (index them after it commits).
+
+        Text that cannot be stored is replaced with U+FFFD (memq.text), with a warning."""
+        texts = stored_texts(texts, "passage")
         rows = [Passage(agent_id=agent_id, text=t, source=source, document_id=document_id,
                         chunk_no=i if document_id else None, indexed=False) for i, t in enumerate(texts)]
         session.add_all(rows)

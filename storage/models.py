@@ -79,6 +79,9 @@ class Agent(Base):
     context_window: Mapped[int] = mapped_column(Integer, default=0)
     message_count: Mapped[int] = mapped_column(BigInteger, default=0)
     passage_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The error of the last step that raised instead of committing; a committed step clears it.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MemoryBlock(Base):

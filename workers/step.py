@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
+from memq.text import stored_arguments, stored_text
 from storage import repository as repo
 from storage.models import Message, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
@@ -92,6 +93,7 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
         return StepResult(agent_id, ran=False, reason="leased")
     lease, turn = taken
     result = StepResult(agent_id, ran=False, reason="crashed")
+    error: str | None = None
     try:
         if turn is None:
             result = StepResult(agent_id, ran=False, reason="no_work")
@@ -99,11 +101,14 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
             result = _give_up(rt, lease, turn)
         else:
             result = _step_under_lease(rt, lease, turn)
+    except BaseException as exc:
+        error = f"step attempt {lease.attempts} failed: {_reason(exc)}"  # shown by `memq agent show`
+        raise
     finally:
         rt.leases.drop(lease)
         if not result.released:
             with rt.db.autocommit() as s:
-                more = _release(s, lease, reset_attempts=result.reason == "no_work")
+                more = _release(s, lease, reset_attempts=result.reason == "no_work", error=error)
             result = replace(result, more_work=more)
     return replace(result, takeover=lease.attempts > 1)
 
@@ -123,21 +128,21 @@ def _lease_and_load(rt: Runtime, agent_id: str) -> tuple[repo.Lease, _Turn | Non
         rt.leases.hold(taken.lease)
         try:
             return taken.lease, _load_turn(s, taken.agent, rt.history)
-        except BaseException:
+        except BaseException as exc:
             rt.leases.drop(taken.lease)
-            _release_after_failed_load(rt, taken.lease)
+            _release_after_failed_load(rt, taken.lease, f"loading the turn failed: {_reason(exc)}")
             raise
 
 
-def _release_after_failed_load(rt: Runtime, lease: repo.Lease) -> None:
+def _release_after_failed_load(rt: Runtime, lease: repo.Lease, error: str) -> None:
     try:
         with rt.db.autocommit() as s:
-            repo.release_lease(s, lease, now_s=time.time())
+            repo.release_lease(s, lease, now_s=time.time(), error=error)
     except Exception as exc:  # the database is away: the lease expires instead
         log.warning("could not release the lease of agent %s after a failed load: %s", lease.agent_id, exc)
 
 
-def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> bool:
+def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False, error: str | None = None) -> bool:
     """Release the lease, then report whether work is waiting.
 
     The check comes after the release has committed (autocommit on Postgres;
@@ -145,7 +150,7 @@ def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False) -> 
     doorbell bounced off our lease is seen here and answered by our re-ring; a
     send that commits later rings a doorbell that finds the lease free.
     """
-    repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts)
+    repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts, error=error)
     return repo.has_pending_work(s, lease.agent_id)
 
 
@@ -181,6 +186,7 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
         turn.agent.id, turn.blocks, memory=rt.memory, max_passage_chars=rt.settings.max_message_chars
     )
     context, reply, outcome = _think(rt, turn)
+    reply = _cleaned(reply)
     if outcome is None:
         outcome = _act(rt, turn, reply, tool_ctx)
     steps = turn.run.steps + 1
@@ -193,6 +199,10 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
     except repo.StaleLease as exc:
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
+    except Exception as exc:
+        if _transient(exc):
+            raise
+        return _commit_placeholder(rt, lease, turn, reply, exc)
     _index_after_commit(rt, passages)
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
 
@@ -288,6 +298,66 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     reply = LLMReply(content=None, tool_calls=[], attempts=0)
     try:
         record, _, more = _commit(rt, lease, turn, outcome, reply, ToolContext(turn.agent.id, {}), None, utcnow())
+    except repo.StaleLease:
+        return StepResult(lease.agent_id, ran=False, reason="stale")
+    except Exception as exc:
+        if _transient(exc):
+            raise
+        return _commit_placeholder(rt, lease, turn, reply, exc, gave_up=error)
+    return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
+
+
+def _cleaned(reply: LLMReply) -> LLMReply:
+    """The model's output under the text rule (memq.text) before it is stored or executed:
+    a provider can return NUL, lone surrogates or escapes of them anywhere."""
+    calls = [replace(c, id=stored_text(c.id, "a tool call id"), name=stored_text(c.name, "a tool name"),
+                     arguments=stored_arguments(c.arguments, "the model's tool arguments"))
+             for c in reply.tool_calls]
+    content = None if reply.content is None else stored_text(reply.content, "the model's reply")
+    return replace(reply, content=content, tool_calls=calls)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure of the database connection (retry the step later), not of what it stores."""
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                            sa_exc.TimeoutError, sa_exc.InvalidRequestError, ConnectionError, TimeoutError))
+
+
+def _reason(exc: BaseException) -> str:
+    """One storable line about an error: the driver's first line (never the SQL or its values)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    text = f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
+    return stored_text(text[:300])
+
+
+def _commit_placeholder(
+    rt: Runtime, lease: repo.Lease, turn: _Turn, reply: LLMReply, exc: Exception, *, gave_up: str | None = None
+) -> StepResult:
+    """The step's content could not be stored: commit a failure that can be.
+
+    The run fails with the error; the event is consumed and recorded as a
+    placeholder (never the text that could not be stored) with a system_alert;
+    nothing the step did is kept. Raises if even this cannot be committed.
+    """
+    reason = _reason(exc)
+    log.warning("agent %s: the step could not be stored (%s); recording a placeholder", lease.agent_id, reason)
+    try:
+        kind = json.loads(turn.event).get("type") or EventType.USER_MESSAGE.value
+    except (ValueError, AttributeError):
+        kind = EventType.USER_MESSAGE.value
+    placeholder = json.dumps({"type": kind, "message": f"[message could not be stored: {reason}]",
+                              "time": now_iso()}, ensure_ascii=False)
+    error = f"{gave_up}; " if gave_up else ""
+    error += f"the step could not be stored: {reason}"
+    alert = (f"The event above could not be stored ({reason}); it is kept as this placeholder and went "
+             "unanswered.")
+    outcome = _failed(placeholder, error, alert, StepOutcome.COMMIT_FAILED)
+    empty = ToolContext(turn.agent.id, {})
+    try:
+        record, _, more = _commit(rt, lease, turn, outcome, reply, empty, None, utcnow())
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)

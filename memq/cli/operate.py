@@ -147,6 +147,11 @@ def _render(doc: dict[str, Any]) -> None:
         if pending["agents_mid_turn"]:
             line += f"; {pending['agents_mid_turn']} agent(s) mid-turn"
         out.print(line, markup=False)
+        if pending.get("agents_failing"):
+            out.print(Text(f"failing: {pending['agents_failing']} agent(s) whose last step raised "
+                           "(memq agent show ID)", style="bold red"))
+            for f in pending["failing"]:
+                out.print(f"  {f['agent_id']}  {f['attempts']} attempt(s): {f['last_error']}", markup=False)
 
 
 def version(json_out: Json = False) -> None:

@@ -30,7 +30,9 @@ def agent_table(agents: list[Any]) -> None:
     table.add_column("msgs", justify="right")
     table.add_column("state")
     for a in agents:
-        state = "busy" if a.busy else ("working" if a.active_run_id else "idle")
+        state = Text("busy" if a.busy else ("working" if a.active_run_id else "idle"))
+        if a.state == "failing":  # its last step raised: `memq agent show` gives the error
+            state = Text(f"failing ({a.attempts} attempt{'s' if a.attempts != 1 else ''})", style="bold red")
         table.add_row(a.id, a.name, a.model or "(default)", str(a.messages), state)
     console().print(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAX_CHUNK_CHARS = 1500
@@ -51,6 +52,11 @@ class Parsed:
     chunks: list[str]
 
 
+# More NUL or non-UTF-8 characters than this share of a file make it binary; fewer are replaced by U+FFFD when stored (memq.text).
+BINARY_RATIO = 0.01
+_BAD_CHARS = re.compile("[\x00\udc80-\udcff]")
+
+
 def decode_text(data: bytes, name: str) -> str:
     """UTF-8 (or UTF-16/32 with a BOM), newlines normalised; anything else is not text."""
     for bom, codec in _BOMS:
@@ -61,14 +67,14 @@ def decode_text(data: bytes, name: str) -> str:
                 raise IngestError(f"{name} is not a text file (bad {codec} despite its byte-order mark)") from None
             break
     else:
-        if b"\x00" in data:
-            raise IngestError(f"{name} is not a text file (it contains NUL bytes)")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise IngestError(f"{name} is not a text file (not UTF-8 at byte {exc.start})") from None
-    if "\x00" in text:
-        raise IngestError(f"{name} is not a text file (it contains NUL characters)")
+        # Bytes that are not UTF-8 come through as lone surrogates: stray ones (and stray
+        # NULs) are text to clean (U+FFFD, at the storage door); many make a binary file.
+        text = data.decode("utf-8", errors="surrogateescape")
+    bad = len(_BAD_CHARS.findall(text))
+    if bad > len(text) * BINARY_RATIO:
+        first = _BAD_CHARS.search(text)
+        raise IngestError(f"{name} is not a text file ({bad} of its {len(text)} characters are NUL or not "
+                          f"UTF-8, the first at position {first.start() if first else 0})")
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 

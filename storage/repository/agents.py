@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from memq.text import stored_text
 from storage.models import DEFAULT_TENANT, Agent, MemoryBlock
 from storage.repository.errors import BadInput, NotFound
 
@@ -37,7 +38,13 @@ def create_agent(
     queue: str = "interactive",
     tenant_id: str = DEFAULT_TENANT,
 ) -> Agent:
-    """Create an agent with its core-memory blocks (label -> initial text)."""
+    """Create an agent with its core-memory blocks (label -> initial text).
+
+    Text that cannot be stored is replaced with U+FFFD (memq.text), with a warning.
+    """
+    name = stored_text(name, "name")
+    system_prompt = None if system_prompt is None else stored_text(system_prompt, "system prompt")
+    blocks = {stored_text(label, "block label"): stored_text(value, label) for label, value in blocks.items()}
     if not name.strip():
         raise BadInput("agent name must not be empty")
     for label, value in blocks.items():
@@ -129,6 +136,7 @@ def save_block_values(session: Session, agent_id: str, values: Mapping[str, str]
         return
     limits = {b.label: b.limit_chars for b in load_blocks(session, agent_id)}
     for label, value in values.items():
+        value = stored_text(value, label)
         if label not in limits:
             raise NotFound(f"agent {agent_id} has no core memory block '{label}'")
         if len(value) > limits[label]:

@@ -9,11 +9,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from memq.constants import RunStatus
+from memq.text import stored_text
 from storage.models import Batch, BatchItem, InboxItem, Run, utcnow
 from storage.repository.errors import NotFound
 
 
 def create_batch(session: Session, *, source: str | None, total: int, invalid: int) -> Batch:
+    source = None if source is None else stored_text(source, "batch source")
     batch = Batch(id=str(uuid.uuid4()), source=source, total=total, invalid=invalid, cancelled=False)
     session.add(batch)
     session.flush()
@@ -31,6 +33,9 @@ def add_item(
     run_id: str | None = None,
     error: str | None = None,
 ) -> None:
+    # Stored text is cleaned here too (memq.text): U+FFFD for what cannot be stored.
+    item_id, agent_id, message, error = (
+        None if v is None else stored_text(v, f"batch line {line}") for v in (item_id, agent_id, message, error))
     session.add(
         BatchItem(
             batch_id=batch_id, line=line, item_id=item_id, agent_id=agent_id,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, RunStatus
+from memq.text import stored_text, stored_value
 from storage.models import Agent, InboxItem, Run, StepRecord, utcnow
 from storage.repository.agents import get_agent
 from storage.repository.errors import BadInput, NotFound
@@ -38,7 +39,12 @@ def enqueue_message(
     """Store a run and its inbox event. Returns (run, created).
 
     A repeated idempotency key returns the existing run and writes nothing.
+    Text that cannot be stored (invalid UTF-8, lone surrogates, NUL) is replaced
+    with U+FFFD and a warning is logged (memq.text): every inbound path ends here.
     """
+    text = stored_text(text)
+    if event_fields:
+        event_fields = stored_value(event_fields)
     if not text.strip():
         raise BadInput("message must not be empty")
     if len(text) > max_chars:

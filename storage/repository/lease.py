@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -69,6 +70,8 @@ CONTEXT_COLUMNS = (
     "context_start_id", "summary", "summary_tokens", "pressure_alerted", "context_tokens", "context_window",
 )
 _ADVANCE_AND_RELEASE = _ADVANCE.values(
+    last_error=None,  # a committed step clears the error of the attempts before it
+    last_error_at=None,
     active_run_id=bindparam("p_active_run_id"),
     heartbeat_reason=bindparam("p_heartbeat_reason"),
     message_count=Agent.message_count + bindparam("p_new_messages"),
@@ -88,7 +91,8 @@ _RELEASE = (
     .where(Agent.id == bindparam("aid"), Agent.lease_token == bindparam("token"))
     .values(lease_owner=None, lease_until_s=bindparam("until_s"))
 )
-_RELEASE_RESET = _RELEASE.values(step_attempts=0)
+_RELEASE_RESET = _RELEASE.values(step_attempts=0, last_error=None, last_error_at=None)
+_RELEASE_FAILED = _RELEASE.values(last_error=bindparam("error"), last_error_at=bindparam("error_at"))
 
 
 def acquire_lease(
@@ -195,16 +199,19 @@ def renew_leases(
 
 
 def release_lease(
-    session: Session, lease: Lease, *, now_s: float, reset_attempts: bool = False
+    session: Session, lease: Lease, *, now_s: float, reset_attempts: bool = False, error: str | None = None
 ) -> bool:
     """Give the lease back so the next doorbell can take it at once.
 
     The expiry is set to (about) the release time, which tells the reconciler
     how long the agent has been idle. reset_attempts: the step ended normally
-    without committing (nothing to do), so it was no failed attempt.
+    without committing (nothing to do), so it was no failed attempt (and any
+    recorded error is cleared). error: the step raised; it is recorded as the
+    agent's last_error (with last_error_at), which shows the agent as failing.
     """
-    result = session.connection().execute(
-        _RELEASE_RESET if reset_attempts else _RELEASE,
-        {"aid": lease.agent_id, "token": lease.token, "until_s": now_s - RELEASE_SKEW_S},
-    )
-    return result.rowcount == 1
+    params: dict[str, object] = {"aid": lease.agent_id, "token": lease.token, "until_s": now_s - RELEASE_SKEW_S}
+    stmt = _RELEASE_RESET if reset_attempts else _RELEASE
+    if error is not None and not reset_attempts:
+        stmt = _RELEASE_FAILED
+        params.update(error=error, error_at=datetime.fromtimestamp(now_s, timezone.utc))
+    return session.connection().execute(stmt, params).rowcount == 1

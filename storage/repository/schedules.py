@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from memq.text import stored_text
 from storage.models import Run, Schedule, ScheduleFire
 from storage.repository.agents import get_agent
 from storage.repository.errors import NotFound
@@ -26,6 +27,7 @@ def create_schedule(
     next_fire_at: datetime | None,
 ) -> Schedule:
     get_agent(session, agent_id)
+    message = stored_text(message, "schedule message")  # U+FFFD for what cannot be stored (memq.text)
     schedule = Schedule(
         id=str(uuid.uuid4()),
         agent_id=agent_id,

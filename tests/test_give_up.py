@@ -1,0 +1,150 @@
+"""A step whose commit fails still lets its agent go on, visibly.
+
+Postgres triggers installed in the test database make the commit itself fail:
+- for the content of one message (the step commits a placeholder at once);
+- on every attempt of one event's step (a failure of the database, not of the
+  content: the step raises, the agent shows as failing, and after
+  MEMQ_STEP_MAX_ATTEMPTS the poison give-up moves it on).
+The second case runs its own worker and database, with a fast reconciler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+from conftest import PG_SERVER, REDIS_SERVER, WorkerProcess, _claim_redis_db
+from helpers import user_events
+
+WAIT_S = 30
+MAX_ATTEMPTS = 3
+
+# Messages whose content carries this marker cannot be inserted (the error names no content).
+REFUSE_MESSAGES = """
+CREATE OR REPLACE FUNCTION refuse_marked_messages() RETURNS trigger AS $$
+BEGIN
+  IF NEW.content LIKE '%POISON-MARKER%' THEN
+    RAISE EXCEPTION 'messages refused by the test trigger';
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS refuse_marked_messages ON messages;
+CREATE TRIGGER refuse_marked_messages BEFORE INSERT ON messages
+  FOR EACH ROW EXECUTE FUNCTION refuse_marked_messages();
+"""
+
+# Every step of a run whose event carries the marker fails like a full disk (an
+# OperationalError: not the content's fault), except the give-up's own commit.
+FAIL_MARKED_STEPS = """
+CREATE OR REPLACE FUNCTION fail_marked_steps() RETURNS trigger AS $$
+BEGIN
+  IF NEW.outcome <> 'gave_up' AND EXISTS (
+      SELECT 1 FROM inbox WHERE run_id = NEW.run_id AND event::text LIKE '%DISK-MARKER%') THEN
+    RAISE EXCEPTION 'could not extend file (test trigger)' USING ERRCODE = '53100';
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS fail_marked_steps ON steps;
+CREATE TRIGGER fail_marked_steps BEFORE INSERT ON steps
+  FOR EACH ROW EXECUTE FUNCTION fail_marked_steps();
+"""
+
+
+def test_a_commit_that_fails_for_its_content_fails_the_run_and_the_agent_goes_on(client, agent, pg_url):
+    # given a database that refuses to store one message's text
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(REFUSE_MESSAGES)
+    # when that message is sent
+    run = client.send(agent.id, "POISON-MARKER please", wait=True, timeout_s=WAIT_S)
+    # then its run failed at once, visibly, with the database's error
+    assert run.status == "failed", run
+    assert "could not be stored" in run.error and "refused by the test trigger" in run.error
+    # and the record holds a placeholder (never the text) and a system_alert
+    events = user_events(client, agent.id)
+    assert [e["type"] for e in events] == ["user_message", "system_alert"]
+    assert events[0]["message"].startswith("[message could not be stored: ")
+    assert "POISON-MARKER" not in json.dumps(events)
+    assert "could not be stored" in events[1]["message"]
+    # and the agent answers its next message, and does not show as failing
+    nxt = client.send(agent.id, "hello again", wait=True, timeout_s=10)
+    assert nxt.status == "done" and nxt.replies == ["echo: hello again"]
+    shown = client.get_agent(agent.id)
+    assert shown.state == "idle" and shown.last_error is None
+
+
+@pytest.fixture(scope="module")
+def fast_env(memq_env) -> Iterator[dict[str, str]]:
+    """A database, a Redis db and settings of its own: few attempts, a fast reconciler."""
+    name = f"memq_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
+    from storage.db import Database
+
+    db = Database(url)
+    db.upgrade()
+    db.dispose()
+    index = _claim_redis_db()
+    redis_url = f"{REDIS_SERVER}/{index}"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {**memq_env, "MEMQ_DATABASE_URL": url, "MEMQ_BROKER_URL": redis_url,
+           "MEMQ_STEP_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "MEMQ_RECONCILE_EVERY_S": "0.5",
+           "MEMQ_RECONCILE_IDLE_S": "0.5", "MEMQ_RECONCILE_RERING_S": "3"}
+    yield env
+    redis.Redis.from_url(redis_url).flushdb()
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _memq_json(env: dict[str, str], *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "memq.cli.main", *args, "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    return json.loads(proc.stdout)
+
+
+def test_a_step_that_fails_every_time_shows_failing_then_gives_up(fast_env, tmp_path):
+    from memq.client import Client
+    from memq.settings import Settings
+
+    worker = WorkerProcess(fast_env, tmp_path / "worker.log", "--concurrency", "4")
+    worker.wait_ready()
+    settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in fast_env.items()
+                           if k.startswith("MEMQ_") and k != "MEMQ_HOME"}, home=fast_env["MEMQ_HOME"])
+    client = Client.connect(settings)
+    try:
+        # given an agent whose event's step can never commit (the database fails)
+        agent = client.create_agent("doomed")
+        with psycopg.connect(fast_env["MEMQ_DATABASE_URL"], autocommit=True) as conn:
+            conn.execute(FAIL_MARKED_STEPS)
+        # when it is sent that event
+        run = client.send(agent.id, "DISK-MARKER hello")
+        # then, while it is retried, `memq agent show` and `memq status` show it failing
+        deadline = time.monotonic() + WAIT_S
+        while client.get_agent(agent.id).state != "failing" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = _memq_json(fast_env, "agent", "show", agent.id)
+        assert seen["state"] == "failing", seen
+        assert seen["attempts"] >= 1 and "could not extend file" in seen["last_error"] and seen["last_error_at"]
+        status = _memq_json(fast_env, "status")
+        assert status["pending"]["agents_failing"] == 1
+        assert status["pending"]["failing"][0]["agent_id"] == agent.id
+        # and after MEMQ_STEP_MAX_ATTEMPTS attempts the run is given up and the agent moves on
+        done = client.wait(run.run_id, WAIT_S)
+        assert done.status == "failed" and "gave up" in done.error, done
+        nxt = client.send(agent.id, "next one", wait=True, timeout_s=WAIT_S)
+        assert nxt.status == "done" and nxt.replies == ["echo: next one"]
+        after = client.get_agent(agent.id)
+        assert after.state == "idle" and after.last_error is None and after.attempts == 0
+        assert _memq_json(fast_env, "status")["pending"]["agents_failing"] == 0
+    finally:
+        client.close()
+        worker.stop()

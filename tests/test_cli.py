@@ -149,7 +149,7 @@ def test_db_upgrade_applies_migrations(tmp_path, llm):
     result = run_memq(env, "db", "upgrade", "--json")
     # then
     assert result.code == 0
-    assert result.doc == {"ok": True, "database": f"sqlite:///{(tmp_path / 'memq.db').resolve()}"}
+    assert result.doc == {"ok": True, "database": f"sqlite:///{(tmp_path / 'memq.db').resolve()}", "created": False}
     assert (tmp_path / "memq.db").exists()
 
 
@@ -161,7 +161,7 @@ def test_db_errors_never_show_the_password(tmp_path):
     result = run_memq(env, "db", "upgrade", "--json")
     # then
     assert_one_line_error(result)
-    assert "hunter2secret" not in result.err and result.out == ""
+    assert "hunter2secret" not in result.err + result.out and result.doc["error"]["type"] == "unavailable"
 
 
 # -- agents ---------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_unknown_agent_is_a_one_line_error(memq, command):
     result = memq(*command, "--json")
     # then
     assert_one_line_error(result, "unknown agent")
-    assert result.out == ""
+    assert result.doc == {"error": {"type": "not_found", "message": result.err.strip()[len("error: "):]}}
 
 
 def test_empty_message_is_rejected(memq, agent_id):
@@ -282,7 +282,7 @@ def test_empty_message_is_rejected(memq, agent_id):
     result = memq("send", agent_id, "   ", "--json")
     # then
     assert_one_line_error(result, "empty")
-    assert result.out == ""
+    assert result.doc["error"]["type"] == "bad_input"
 
 
 def test_oversized_message_is_rejected(env, agent_id):

@@ -89,6 +89,16 @@ def parse_line(number: int, raw: str, *, create_agents: bool, max_chars: int) ->
     return item
 
 
+def _resolve_line_agent(session: Any, item: Line) -> None:
+    from storage.repository.errors import NotFound
+    from storage.repository.resolve import resolve_agent
+
+    try:
+        item.agent_id = resolve_agent(session, item.agent_id or "")
+    except (NotFound, BadInput) as exc:
+        item.errors.append(str(exc))
+
+
 def _check_lengths(item: Line) -> None:
     """The bounded columns a line fills, checked here so the error names the line."""
     from storage.limits import ValueTooLong, check_value, limit_of
@@ -145,7 +155,8 @@ class BatchOps:
             known = {a.id for a in repo.list_agents(s)} if any(i.agent_id for i in items) else set()
             for item in items:
                 if item.agent_id and item.agent_id not in known:
-                    item.errors.append(f"unknown agent: {item.agent_id}")
+                    _resolve_line_agent(s, item)  # a unique id prefix or an agent's name
+            _check_fits(settings, s, items)
             bad = [i for i in items if i.errors]
             if bad and not skip_invalid:
                 raise BatchInvalid([(i.line, "; ".join(i.errors)) for i in bad])

@@ -7,6 +7,7 @@ Given / when / then.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -169,6 +170,18 @@ def test_schedule_output_shows_whole_ids_that_paste_back(env, agents):
     # and a prefix of the schedule id is accepted back
     paused = run_memq(env, "schedule", "pause", schedule_id[:8], "--json")
     assert paused.code == 0 and paused.doc["paused"] is True
+
+
+def test_batch_lines_name_agents_by_name_or_prefix(env, agents, tmp_path):
+    # given lines naming agents by name and by prefix
+    path = tmp_path / "by-name.jsonl"
+    path.write_text(f'{{"agent_id": "ada", "message": "a"}}\n{{"agent_id": "{agents["bob"][:6]}", "message": "b"}}\n')
+    # when the batch is submitted
+    submitted = run_memq(env, "batch", "submit", str(path), "--json")
+    assert submitted.code == 0, submitted.err
+    # then its rows carry the whole ids, and the batch is found by a prefix of its id
+    rows = run_memq(env, "batch", "results", submitted.doc["batch_id"][:8]).out.splitlines()
+    assert [json.loads(r)["agent_id"] for r in rows] == [agents["ada"], agents["bob"]]
 
 
 def test_agent_list_shows_whole_ids(env, agents):

@@ -156,7 +156,6 @@ class BatchOps:
             for item in items:
                 if item.agent_id and item.agent_id not in known:
                     _resolve_line_agent(s, item)  # a unique id prefix or an agent's name
-            _check_fits(settings, s, items)
             bad = [i for i in items if i.errors]
             if bad and not skip_invalid:
                 raise BatchInvalid([(i.line, "; ".join(i.errors)) for i in bad])

@@ -156,6 +156,7 @@ class BatchOps:
             for item in items:
                 if item.agent_id and item.agent_id not in known:
                     _resolve_line_agent(s, item)  # a unique id prefix or an agent's name
+            _check_fits(settings, s, items)
             bad = [i for i in items if i.errors]
             if bad and not skip_invalid:
                 raise BatchInvalid([(i.line, "; ".join(i.errors)) for i in bad])
@@ -237,3 +238,33 @@ class BatchOps:
         with self.rt.db.transaction() as s:
             cancelled = brepo.cancel_batch(s, batch_id)
         return {"batch_id": batch_id, "cancelled_runs": cancelled}
+
+
+def _check_fits(settings: Any, session: Any, items: list[Any]) -> None:
+    """A line whose message can never fit its agent's window is invalid, with the numbers."""
+    from types import SimpleNamespace
+
+    from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
+    from memq.limits import message_room
+    from storage import repository as repo
+
+    rooms: dict[str, Any] = {}
+    for item in items:
+        if item.errors:
+            continue
+        if item.agent is not None:  # created by this batch: its window is not known yet
+            spec = item.agent
+            key = "new:" + spec["name"]
+            agent = SimpleNamespace(name=spec["name"], model=spec.get("model"), system_prompt=None, context_window=0)
+            values = [spec.get("persona") or DEFAULT_PERSONA, spec.get("human") or DEFAULT_HUMAN]
+        else:
+            key = item.agent_id
+            agent = repo.get_agent(session, key) if key not in rooms else None
+            values = [b.value for b in repo.load_blocks(session, key)] if agent is not None else []
+        if key not in rooms:
+            rooms[key] = message_room(settings, agent, values)
+        try:
+            rooms[key].check(item.message)
+        except repo.MessageTooLong as exc:
+            item.errors.append(str(exc))
+

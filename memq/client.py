@@ -16,6 +16,7 @@ from memq.constants import RunStatus
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.batches import BatchOps
 from memq.ingest_client import IngestOps
+from memq.limits import check_message_fits
 from memq.memory_client import MemoryOps
 from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
@@ -130,6 +131,7 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
         """Queue a message (committed before the doorbell rings); optionally wait for its run."""
         with self.rt.db.transaction() as s:
             agent = repo.get_agent(s, agent_id)
+            check_message_fits(self.settings, s, agent, text)  # what can never fit its window
             run, created = repo.enqueue_message(
                 s,
                 agent_id,

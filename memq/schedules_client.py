@@ -33,6 +33,7 @@ class ScheduleOps:
             raise BadInput("schedule message must not be empty")
         if len(message) > self.rt.settings.max_message_chars:
             raise BadInput(f"schedule message has {len(message)} characters; the limit is {self.rt.settings.max_message_chars}")
+        _check_fits(self.rt, agent_id, message)
         policy = missed or self.rt.settings.schedule_missed
         try:
             MissedPolicy(policy)
@@ -84,3 +85,12 @@ class ScheduleOps:
 
         with self.rt.db.transaction() as s:
             repo.delete_schedule(s, schedule_id)
+
+
+def _check_fits(rt: Any, agent_id: str, message: str) -> None:
+    """A wake-up whose message can never fit the agent's window is refused now, not at each fire."""
+    from memq.limits import check_message_fits
+    from storage import repository as repo
+
+    with rt.db.transaction() as s:
+        check_message_fits(rt.settings, s, repo.get_agent(s, agent_id), message)

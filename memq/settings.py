@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     context_target_ratio: float = 0.5
     context_margin_ratio: float = 0.05
     max_chain: int = 20
-    max_message_chars: int = 20_000
+    max_message_chars: int = 12_000  # ~3 000 tokens: fits the default 8 192-token window beside full core memory
     core_block_limit_chars: int = 2_000
 
     lease_s: float = 15.0

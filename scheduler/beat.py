@@ -15,10 +15,12 @@ import time
 from datetime import datetime, timezone
 
 from memq.constants import EventType, Queue
+from memq.limits import check_message_fits
 from scheduler.reconciler import reconcile_once
 from scheduler.timing import MissedPolicy, ScheduleKind, Spec, due_fires
 from storage import repository as repo
 from storage.repository import schedules as sched_repo
+from storage.repository.refusals import record_refused_run
 from storage.repository.messages import iso_utc
 from workers.doorbell import Doorbell
 from workers.runtime import Runtime
@@ -48,22 +50,39 @@ def fire_due(rt: Runtime, now: datetime, beat_id: str) -> list[tuple[str, str]]:
                 fire = sched_repo.claim_fire(s, schedule, instant, now, beat_id)
                 if fire is None:
                     continue
-                run, _ = repo.enqueue_message(
-                    s,
-                    schedule.agent_id,
-                    schedule.message,
-                    max_chars=rt.settings.max_message_chars,
-                    idempotency_key=f"schedule:{schedule.id}:{iso_utc(instant)}",
-                    event_type=EventType.SCHEDULED_WAKEUP,
-                    event_fields={"schedule_id": schedule.id, "scheduled_for": iso_utc(instant)},
-                )
+                run, queued = _enqueue_fire(rt, s, schedule, instant)
                 fire.run_id = run.id
                 schedule.last_run_id = run.id
                 schedule.last_fire_at = instant
                 schedule.fires += 1
-                fired.append((schedule.agent_id, run.id))
+                if queued:
+                    fired.append((schedule.agent_id, run.id))
             schedule.next_fire_at = following
     return fired
+
+
+def _enqueue_fire(rt: Runtime, s, schedule, instant: datetime) -> tuple[object, bool]:
+    """The fire's run and whether it was queued. A message that can never be
+    processed (over MEMQ_MAX_MESSAGE_CHARS, or too big for the agent's window)
+    fails its run at once with the reason, rather than failing every fire's
+    transaction or jamming the agent."""
+    key = f"schedule:{schedule.id}:{iso_utc(instant)}"
+    try:
+        with s.begin_nested():
+            check_message_fits(rt.settings, s, repo.get_agent(s, schedule.agent_id), schedule.message)
+            run, _ = repo.enqueue_message(
+                s,
+                schedule.agent_id,
+                schedule.message,
+                max_chars=rt.settings.max_message_chars,
+                idempotency_key=key,
+                event_type=EventType.SCHEDULED_WAKEUP,
+                event_fields={"schedule_id": schedule.id, "scheduled_for": iso_utc(instant)},
+            )
+        return run, True
+    except repo.MessageTooLong as exc:
+        log.warning("schedule %s not fired into agent %s: %s", schedule.id, schedule.agent_id, exc)
+        return record_refused_run(s, schedule.agent_id, str(exc), idempotency_key=key), False
 
 
 class Beat:

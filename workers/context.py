@@ -22,7 +22,7 @@ from workers.prompts import BASE_SYSTEM_PROMPT, MEMORY_PRESSURE_ALERT, PINNED_EV
 from workers.summarizer import Summarizer
 from workers.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
 from workers.tools import Block
-from workers.window import Budget, plan_window
+from workers.window import Budget, budget_for, plan_window
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,7 @@ class ContextBuilder:
         self.tools = tools
 
     def budget(self, model: str) -> Budget:
-        window = self.counter.window(model)
-        reply = min(self.settings.llm_max_tokens, window // 4)
-        return Budget(
-            window=window,
-            reply_tokens=reply,
-            margin_tokens=max(32, int(window * self.settings.context_margin_ratio)),
-            warn_ratio=self.settings.context_warn_ratio,
-            target_ratio=self.settings.context_target_ratio,
-        )
+        return budget_for(self.settings, self.counter.window(model))
 
     def build(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class ContextTooSmall(RuntimeError):
@@ -37,6 +38,17 @@ class Budget:
     def summary_reserve(self) -> int:
         """The most tokens a summary may take."""
         return max(64, min(2000, self.limit // 10))
+
+
+def budget_for(settings: Any, window: int) -> Budget:
+    """The budget of a window under the settings (the step's, and the door's estimate)."""
+    return Budget(
+        window=window,
+        reply_tokens=min(settings.llm_max_tokens, window // 4),
+        margin_tokens=max(32, int(window * settings.context_margin_ratio)),
+        warn_ratio=settings.context_warn_ratio,
+        target_ratio=settings.context_target_ratio,
+    )
 
 
 @dataclass(frozen=True)

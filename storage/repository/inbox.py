@@ -21,8 +21,10 @@ from storage.repository.messages import iso_utc
 
 
 class MessageTooLong(BadInput):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message has {size} characters; the limit is {limit}")
+    """Over MEMQ_MAX_MESSAGE_CHARS, or (detail says how) too big for the agent's window."""
+
+    def __init__(self, size: int, limit: int, *, detail: str | None = None) -> None:
+        super().__init__(detail or f"message has {size} characters; the limit is {limit}")
 
 
 def enqueue_message(

@@ -267,4 +267,3 @@ def _check_fits(settings: Any, session: Any, items: list[Any]) -> None:
             rooms[key].check(item.message)
         except repo.MessageTooLong as exc:
             item.errors.append(str(exc))
-

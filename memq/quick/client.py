@@ -24,6 +24,9 @@ from memq.settings import Settings
 log = logging.getLogger("memq.client")
 
 FULL_ID_LEN = 36
+# Longer messages take the full path, which refuses what can never fit the agent's
+# window (memq/limits.py); this much fits any window a step can run in.
+QUICK_MAX_CHARS = 1_000
 
 
 class Fallback(Exception):
@@ -216,6 +219,8 @@ class QuickClient:
             raise Fallback("idempotency key, empty or long text")  # the full path says what is wrong
         if clean_text(text)[1] is not None:
             raise Fallback("text the storage door cleans")
+        if len(text) > QUICK_MAX_CHARS:  # the full path checks it against the agent's window (memq/limits.py)
+            raise Fallback("long text")
         now = datetime.now(timezone.utc)
         event = {"type": EventType.USER_MESSAGE.value, "message": text, "time": iso_utc(now)}
         run_id = str(uuid.uuid4())

@@ -62,28 +62,21 @@ def test_a_host_that_does_not_resolve_is_named(direct):
 
 
 @pytest.mark.parametrize("direct", PATHS)
-def test_a_rejected_key_says_so_and_which_setting(llm, request, direct):
-    key = f"{request.node.name}"
-    llm.script(key, {"status": 401, "message": "Incorrect API key provided", "repeat": 2})
+@pytest.mark.parametrize("status, said, expected", [
+    (401, "Incorrect API key provided",
+     ["the provider refused the API key (HTTP 401 from {url}); check MEMQ_LLM_API_KEY", "after 1 attempt(s)"]),
+    (404, "The model `scripted` does not exist",
+     ["model 'scripted' not found at {url} (HTTP 404); check MEMQ_LLM_MODEL and MEMQ_LLM_API_BASE"]),
+    (500, "the GPU fell over", ["{url} answered HTTP 500: ", "the GPU fell over"]),
+], ids=["401-key", "404-model", "500-words"])
+def test_an_http_error_says_what_to_fix(llm, request, direct, status, said, expected):
+    # given a provider answering this status (401/404 are not retried)
+    key = request.node.name
+    llm.script(key, {"status": status, "message": said, "repeat": 2})
+    # when the client calls, then the error names the URL and what to change
     text = _complete(llm.url, direct, key)
-    assert f"the provider refused the API key (HTTP 401 from {llm.url})" in text
-    assert "MEMQ_LLM_API_KEY" in text and "after 1 attempt(s)" in text  # not retried
-
-
-@pytest.mark.parametrize("direct", PATHS)
-def test_an_unknown_model_is_named(llm, request, direct):
-    key = f"{request.node.name}"
-    llm.script(key, {"status": 404, "message": "The model `scripted` does not exist", "repeat": 2})
-    text = _complete(llm.url, direct, key)
-    assert f"model 'scripted' not found at {llm.url} (HTTP 404)" in text and "MEMQ_LLM_MODEL" in text
-
-
-@pytest.mark.parametrize("direct", PATHS)
-def test_a_server_error_keeps_the_providers_words(llm, request, direct):
-    key = f"{request.node.name}"
-    llm.script(key, {"status": 500, "message": "the GPU fell over", "repeat": 2})
-    text = _complete(llm.url, direct, key)
-    assert f"{llm.url} answered HTTP 500: " in text and "the GPU fell over" in text
+    for fragment in expected:
+        assert fragment.format(url=llm.url) in text, text
 
 
 @pytest.mark.parametrize("direct", PATHS)

@@ -27,7 +27,7 @@ from typing import Any
 SECRET_ENV = ("MEMQ_LLM_API_KEY", "MEMQ_EMBEDDING_API_KEY", "MEMQ_FLOWER_PASSWORD", "MEMQ_QDRANT_API_KEY")
 URL_ENV = ("MEMQ_DATABASE_URL", "MEMQ_BROKER_URL", "MEMQ_REDIS_URL", "MEMQ_QDRANT_URL", "MEMQ_LLM_API_BASE",
            "MEMQ_EMBEDDING_API_BASE")
-CONTEXT_FIELDS = ("agent_id", "run_id", "step", "queue")
+CONTEXT_FIELDS = ("agent_id", "run_id", "step", "queue", "request_id", "tenant")
 MASK = "***"
 # scheme://user:password@host -> the password is group "pw"
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"']*:)(?P<pw>[^@\s\"'/]+)@")
@@ -271,7 +271,7 @@ def adopt_library_loggers() -> None:
     _adopted = True
 
 
-SERVICES = ("worker", "beat", "flower")
+SERVICES = ("worker", "beat", "flower", "serve")
 
 
 def configure_for_command(command: str | None) -> None:

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # Operations (deploy/README.md): a worker's Prometheus endpoint and the log format.
     metrics_port: int | None = None
     metrics_addr: str = "0.0.0.0"
+
+    # `memq serve`: the largest request body, and how long a blocking send waits for its run.
+    api_max_body_bytes: int = 1_048_576
+    api_wait_s: float = 300.0
     log_json: bool = False
     log_level: str = "INFO"
 

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from memq.cli import agents, batches, memory_cmds, operate, ops, schedules, talk
+from memq.cli import agents, batches, keys, memory_cmds, operate, ops, schedules, serve, talk
 
 app = typer.Typer(
     name="memq",
@@ -27,6 +27,8 @@ app.add_typer(agents.memory_app, name="memory")
 app.add_typer(ops.db_app, name="db")
 app.add_typer(schedules.app, name="schedule")
 app.add_typer(batches.app, name="batch")
+app.add_typer(keys.app, name="key")
+serve.register(app)
 app.command("beat")(schedules.beat)
 ops.register(app)
 operate.register(app)

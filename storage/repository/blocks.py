@@ -1,4 +1,5 @@
-"""Editing one core-memory block from outside the agent (the API's block routes)."""
+"""Edits from outside the agent (the API): its name, model, system prompt and tags,
+and one core-memory block at a time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import MemoryBlock
+from storage.models import Agent, MemoryBlock
 from storage.repository.agents import BlockLimitExceeded
 from storage.repository.errors import BadInput, NotFound
 
@@ -39,3 +40,19 @@ def update_block(
     )
     session.refresh(block)
     return block
+
+
+_EDITABLE = ("name", "model", "system_prompt", "tags")
+
+
+def update_agent(session: Session, agent: Agent, **fields: Any) -> Agent:
+    """Set the given settings of an agent (looked up, tenant-scoped, by the caller)."""
+    unknown = set(fields) - set(_EDITABLE)
+    if unknown:
+        raise BadInput(f"cannot change {', '.join(sorted(unknown))} of an agent")
+    if "name" in fields and not (fields["name"] or "").strip():
+        raise BadInput("agent name must not be empty")
+    for key, value in fields.items():
+        setattr(agent, key, value)
+    session.flush()
+    return agent

@@ -34,6 +34,16 @@ def message_page(
     return list(session.scalars(stmt))
 
 
+def calls_of(session: Session, agent_id: str, tool_rows: Sequence[Message]) -> list[Message]:
+    """The assistant messages that made these tool results' calls (same step)."""
+    steps = {m.step_no for m in tool_rows if m.role == "tool" and m.step_no is not None}
+    if not steps:
+        return []
+    stmt = select(Message).where(
+        Message.agent_id == agent_id, Message.role == "assistant", Message.step_no.in_(sorted(steps)))
+    return list(session.scalars(stmt))
+
+
 def run_messages(session: Session, run_id: str, *, after: int | None = None, limit: int = 1000) -> list[Message]:
     """The messages a run's steps wrote (its inbound event included), oldest first."""
     stmt = select(Message).where(Message.run_id == run_id)

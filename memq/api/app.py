@@ -1,0 +1,70 @@
+"""The FastAPI app of `memq serve`. Stateless: any number of processes and
+replicas can run behind a load balancer; Postgres holds every fact."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from memq.api import errors
+from memq.api.deps import ApiState
+from memq.api.middleware import RequestMiddleware
+from memq.api.ops import ApiOps
+from memq.api.routes import agents, blocks, health, messages, runs
+from memq.api.watcher import RunWatcher
+from memq.settings import Settings
+
+ROUTERS = (health.router, agents.router, messages.router, runs.router, blocks.router)
+
+
+class _NoRing:
+    """Embedded mode (no broker): sends only queue; an embedded `memq worker` picks them up."""
+
+    def ring(self, agent_id: str, queue: str) -> None:
+        return None
+
+
+def _client(settings: Settings) -> Any:
+    from memq.client import Client
+    from workers.runtime import Runtime
+
+    if settings.embedded:
+        return Client(Runtime.build(settings), _NoRing())
+    return Client.connect(settings, in_process_worker=False)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    from memq.logging_setup import configure
+    from workers.prompts import BASE_SYSTEM_PROMPT
+
+    configure()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = _client(settings)
+        ops = ApiOps(client)
+        watcher = RunWatcher(ops.run_states)
+        watcher.start()
+        app.state.memq = ApiState(ops=ops, watcher=watcher, default_system=BASE_SYSTEM_PROMPT,
+                                  wait_s=settings.api_wait_s)
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            client.close()
+
+    app = FastAPI(
+        title="memq",
+        summary="Stateful MemGPT-style agents on a Celery fleet; Letta-compatible routes.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.api_max_body_bytes)
+    return app

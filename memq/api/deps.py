@@ -1,0 +1,64 @@
+"""What every route shares: the process's state, the caller's tenant (from its
+key), path ids in memq's form, and running blocking work off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from memq.api import ids
+from memq.api.errors import unauthorized
+from memq.api.ops import ApiOps
+from memq.api.watcher import RunWatcher
+
+T = TypeVar("T")
+
+
+@dataclass
+class ApiState:
+    ops: ApiOps
+    watcher: RunWatcher
+    default_system: str
+    wait_s: float
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.memq
+
+
+async def tenant(request: Request, st: Annotated[ApiState, Depends(state)]) -> str:
+    """The tenant of the request's bearer key; 401 without a live key."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    from storage.repository.tenants import tenant_for_key
+
+    def look_up() -> str | None:
+        with st.ops.db.autocommit() as s:
+            return tenant_for_key(s, key.strip())
+
+    found = await run_in_threadpool(look_up)
+    if found is None:
+        raise unauthorized("invalid or revoked API key")
+    request.state.tenant = found
+    return found
+
+
+def _agent_path(request: Request, agent_id: str = Path(description="`agent-<uuid>` or `<uuid>`")) -> str:
+    request.state.agent_id = agent_id
+    return ids.agent_id(agent_id)
+
+
+State = Annotated[ApiState, Depends(state)]
+Tenant = Annotated[str, Depends(tenant)]
+AgentId = Annotated[str, Depends(_agent_path)]
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run repository work on a threadpool thread (the event loop never waits on the database)."""
+    return await run_in_threadpool(fn, *args, **kwargs)

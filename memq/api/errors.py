@@ -1,0 +1,101 @@
+"""Every failure answers with a JSON body `{"detail": ..., "error": ...}`; never a
+traceback. Repository errors map to 4xx, an unreachable database or broker to 503
+with Retry-After."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from storage.repository.errors import BadInput, NotFound
+
+log = logging.getLogger("memq.api")
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, "unauthorized", {"WWW-Authenticate": "Bearer"})
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, message, "unavailable", {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def unsupported(field: str, why: str) -> ApiError:
+    """A Letta field memq cannot honour, where ignoring it would change the outcome."""
+    return ApiError(422, f"{field}: {why}", "unsupported_field")
+
+
+def _body(status: int, message: str, kind: str) -> dict[str, Any]:
+    return {"detail": message, "error": kind, "status": status}
+
+
+def _json(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(_body(status, message, kind), status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    """400 for a body that is not JSON, else 422 naming the first bad field."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return 400, f"malformed JSON: {first.get('ctx', {}).get('error', 'cannot parse the body')}"
+    return 422, f"{_field(tuple(first.get('loc', ())))}: {first.get('msg', 'invalid')}"
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+
+    if isinstance(exc, (OperationalError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return _json(exc.status, exc.message, exc.kind, exc.headers)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _json(404, str(exc.args[0] if exc.args else exc), "not_found")
+
+    @app.exception_handler(BadInput)
+    async def _bad(_: Request, exc: BadInput) -> JSONResponse:
+        return _json(422, str(exc.args[0] if exc.args else exc), "bad_input")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = validation_message(exc)
+        return _json(status, message, "malformed_json" if status == 400 else "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json(exc.status_code, str(exc.detail), "http_error", dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _other(request: Request, exc: Exception) -> JSONResponse:
+        if _is_unreachable(exc):
+            log.warning("database unreachable: %s", str(exc).splitlines()[0][:200])
+            return _json(503, "the database is unreachable; retry later", "unavailable",
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _json(500, f"internal error ({type(exc).__name__}); see the server log", "internal")

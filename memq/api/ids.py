@@ -1,0 +1,60 @@
+"""Ids on the wire. memq's ids are bare uuid4 text (agents, runs) or integers
+(messages, blocks); the API answers with Letta's prefixed forms (`agent-<uuid>`,
+`run-<uuid>`, `message-<n>`, `block-<n>`) so code written against Letta keeps
+working, and accepts both forms."""
+
+from __future__ import annotations
+
+import uuid
+
+from storage.repository.errors import NotFound
+
+
+def _bare(kind: str, ref: str) -> str:
+    ref = ref.strip()
+    return ref[len(kind) + 1:] if ref.startswith(kind + "-") else ref
+
+
+def agent_id(ref: str) -> str:
+    """The stored id of `agent-<uuid>` or `<uuid>`; anything else names no agent."""
+    bare = _bare("agent", ref)
+    try:
+        uuid.UUID(bare)
+    except ValueError:
+        raise NotFound(f"unknown agent: {ref}") from None
+    return bare
+
+
+def run_id(ref: str) -> str:
+    bare = _bare("run", ref)
+    try:
+        uuid.UUID(bare)
+    except ValueError:
+        raise NotFound(f"unknown run: {ref}") from None
+    return bare
+
+
+def message_id(ref: str | None) -> int | None:
+    """A message cursor (`message-<n>` or `<n>`); None stays None."""
+    if ref is None or ref == "":
+        return None
+    bare = _bare("message", ref)
+    if not bare.isdigit():
+        raise NotFound(f"unknown message: {ref}")
+    return int(bare)
+
+
+def wire_agent(stored: str) -> str:
+    return f"agent-{stored}"
+
+
+def wire_run(stored: str) -> str:
+    return f"run-{stored}"
+
+
+def wire_message(stored: int) -> str:
+    return f"message-{stored}"
+
+
+def wire_block(stored: int) -> str:
+    return f"block-{stored}"

@@ -1,0 +1,193 @@
+"""What the routes do, as plain (blocking) functions over the repository, each
+scoped to the caller's tenant. Routes call them on threadpool threads; nothing
+here runs a step: a send is committed, then the broker is rung."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+
+from memq.api.errors import unavailable
+from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
+from memq.limits import check_message_fits
+from storage import repository as repo
+from storage.models import Agent, MemoryBlock, Message, Run
+from storage.repository import blocks as block_repo
+from storage.repository import pages
+from storage.repository.errors import BadInput
+
+log = logging.getLogger("memq.api")
+BROKER_CHECK_EVERY_S = 1.0
+
+
+@dataclass
+class BlockSpec:
+    label: str
+    value: str
+    limit: int | None = None
+
+
+class ApiOps:
+    def __init__(self, client: Any) -> None:
+        self.client = client  # memq.client.Client: the runtime (database) and the doorbell
+        self.db = client.rt.db
+        self.settings = client.rt.settings
+        self._broker_lock = threading.Lock()
+        self._broker_checked_s = 0.0
+        self._broker_down: str | None = None
+
+    # -- readiness ------------------------------------------------------------------
+    def broker_problem(self) -> str | None:
+        """Why the broker is unreachable (None when it is reachable); checked at most once a second."""
+        if self.settings.embedded:
+            return None
+        with self._broker_lock:
+            if time.monotonic() - self._broker_checked_s >= BROKER_CHECK_EVERY_S:
+                from memq.health import check_broker
+
+                check = check_broker(self.settings)
+                self._broker_down = check.detail or "unreachable" if check.down else None
+                self._broker_checked_s = time.monotonic()
+            return self._broker_down
+
+    def database_problem(self) -> str | None:
+        try:
+            with self.db.autocommit() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001
+            return str(exc).splitlines()[0][:200]
+        return None
+
+    # -- agents ---------------------------------------------------------------------
+    def create_agent(self, tenant: str, *, name: str, blocks: Sequence[BlockSpec] | None, model: str | None,
+                     system: str | None, tags: list[str] | None) -> tuple[Agent, list[Any]]:
+        specs = list(blocks) if blocks is not None else [
+            BlockSpec("persona", DEFAULT_PERSONA), BlockSpec("human", DEFAULT_HUMAN)]
+        labels = [b.label for b in specs]
+        if len(set(labels)) != len(labels):
+            raise BadInput("memory_blocks: each label may appear once")
+        default_limit = self.settings.core_block_limit_chars
+        with self.db.transaction() as s:
+            agent = repo.create_agent(
+                s, name=name, blocks={b.label: b.value for b in specs},
+                limit_chars=max([default_limit, *(len(b.value) for b in specs)]),
+                model=model, system_prompt=system, tenant_id=tenant,
+            )
+            for b in specs:
+                block_repo.update_block(s, agent.id, b.label, limit=b.limit or default_limit)
+            block_repo.update_agent(s, agent, tags=list(tags or []))
+            return agent, repo.load_blocks(s, agent.id)
+
+    def agent(self, tenant: str, agent_id: str) -> tuple[Agent, list[Any]]:
+        with self.db.transaction() as s:
+            agent = repo.get_agent(s, agent_id, tenant_id=tenant)
+            return agent, repo.load_blocks(s, agent_id)
+
+    def agents(self, tenant: str, *, name: str | None, tags: Sequence[str], match_all_tags: bool,
+               after: str | None, limit: int, descending: bool) -> list[tuple[Agent, list[Any]]]:
+        with self.db.transaction() as s:
+            rows = repo.list_agents(s, tenant_id=tenant)
+            if descending:
+                rows.reverse()
+            if name is not None:
+                rows = [a for a in rows if a.name == name]
+            if tags:
+                want = set(tags)
+                rows = [a for a in rows if (want <= set(a.tags or []) if match_all_tags else want & set(a.tags or []))]
+            if after is not None:
+                ids = [a.id for a in rows]
+                rows = rows[ids.index(after) + 1:] if after in ids else []
+            rows = rows[:limit]
+            blocks = _blocks_of(s, [a.id for a in rows])
+            return [(a, blocks.get(a.id, [])) for a in rows]
+
+    def update_agent(self, tenant: str, agent_id: str, fields: dict[str, Any]) -> tuple[Agent, list[Any]]:
+        with self.db.transaction() as s:
+            agent = repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
+            block_repo.update_agent(s, agent, **fields)
+            return agent, repo.load_blocks(s, agent_id)
+
+    def delete_agent(self, tenant: str, agent_id: str) -> None:
+        with self.db.transaction() as s:
+            repo.get_agent(s, agent_id, tenant_id=tenant)
+            repo.delete_agent(s, agent_id)
+
+    # -- messages and runs ------------------------------------------------------------
+    def send(self, tenant: str, agent_id: str, text_: str) -> Run:
+        """Commit the message and its run, then ring the broker (503 first if it is down)."""
+        problem = self.broker_problem()
+        if problem:
+            raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
+        with self.db.transaction() as s:
+            agent = repo.get_agent(s, agent_id, tenant_id=tenant)
+            check_message_fits(self.settings, s, agent, text_)  # what can never fit its window (memq/limits.py)
+            run, created = repo.enqueue_message(s, agent_id, text_, max_chars=self.settings.max_message_chars)
+            queue = agent.queue
+        if created:
+            try:
+                self.client.doorbell.ring(agent_id, queue)
+            except Exception as exc:  # noqa: BLE001 - the run is safe; the reconciler rings it
+                log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
+        return run
+
+    def run_states(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """(status, steps) of each run: the run watcher's one query per tick."""
+        with self.db.autocommit() as s:
+            rows = s.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(run_ids)))
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+    def run(self, tenant: str, run_id: str) -> Run:
+        with self.db.transaction() as s:
+            return repo.get_run(s, run_id, tenant_id=tenant)
+
+    def run_messages(self, tenant: str, run_id: str, after: int | None = None) -> tuple[Run, list[Message]]:
+        with self.db.transaction() as s:
+            run = repo.get_run(s, run_id, tenant_id=tenant)
+            return run, pages.run_messages(s, run_id, after=after)
+
+    def runs(self, tenant: str, **query: Any) -> list[Run]:
+        with self.db.transaction() as s:
+            return pages.run_page(s, tenant, **query)
+
+    def messages(self, tenant: str, agent_id: str, **query: Any) -> tuple[list[Message], list[Message]]:
+        """A page of messages, and the assistant messages whose tool calls its tool results answer."""
+        with self.db.transaction() as s:
+            repo.get_agent(s, agent_id, tenant_id=tenant)
+            rows = pages.message_page(s, agent_id, **query)
+            return rows, pages.calls_of(s, agent_id, rows)
+
+    def cancel(self, tenant: str, agent_id: str, run_ids: Sequence[str]) -> list[str]:
+        with self.db.transaction() as s:
+            repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
+            return pages.cancel_queued_runs(s, agent_id, run_ids)
+
+    # -- core memory ----------------------------------------------------------------
+    def blocks(self, tenant: str, agent_id: str) -> list[Any]:
+        return self.agent(tenant, agent_id)[1]
+
+    def block(self, tenant: str, agent_id: str, label: str) -> MemoryBlock:
+        with self.db.transaction() as s:
+            repo.get_agent(s, agent_id, tenant_id=tenant)
+            return block_repo.get_block(s, agent_id, label)
+
+    def update_block(self, tenant: str, agent_id: str, label: str, value: str | None, limit: int | None) -> MemoryBlock:
+        with self.db.transaction() as s:
+            # The agent's row lock orders this edit with the agent's own step commits.
+            repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
+            return block_repo.update_block(s, agent_id, label, value=value, limit=limit)
+
+
+def _blocks_of(s: Any, agent_ids: list[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    if agent_ids:
+        stmt = select(MemoryBlock).where(MemoryBlock.agent_id.in_(agent_ids)).order_by(
+            MemoryBlock.position, MemoryBlock.id)
+        for b in s.scalars(stmt):
+            out.setdefault(b.agent_id, []).append(b)
+    return out

@@ -1,0 +1,28 @@
+"""`memq serve`: the HTTP API (FastAPI on uvicorn). No step runs in it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8283,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (each with its own connections).")] = 1,
+) -> None:
+    """Serve the HTTP API: Letta-compatible routes, keys and tenants (`memq key create`)."""
+    import uvicorn
+
+    from memq.cli.connect import load_settings
+
+    settings = load_settings()
+    uvicorn.run(
+        "memq.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        access_log=False, log_config=None, log_level=settings.log_level.lower(),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -15,23 +15,22 @@ def _bare(kind: str, ref: str) -> str:
     return ref[len(kind) + 1:] if ref.startswith(kind + "-") else ref
 
 
-def agent_id(ref: str) -> str:
-    """The stored id of `agent-<uuid>` or `<uuid>`; anything else names no agent."""
-    bare = _bare("agent", ref)
+def _uuid(kind: str, ref: str) -> str:
+    bare = _bare(kind, ref)
     try:
         uuid.UUID(bare)
     except ValueError:
-        raise NotFound(f"unknown agent: {ref}") from None
+        raise NotFound(f"unknown {kind}: {ref}") from None
     return bare
+
+
+def agent_id(ref: str) -> str:
+    """The stored id of `agent-<uuid>` or `<uuid>`; anything else names no agent."""
+    return _uuid("agent", ref)
 
 
 def run_id(ref: str) -> str:
-    bare = _bare("run", ref)
-    try:
-        uuid.UUID(bare)
-    except ValueError:
-        raise NotFound(f"unknown run: {ref}") from None
-    return bare
+    return _uuid("run", ref)
 
 
 def message_id(ref: str | None) -> int | None:

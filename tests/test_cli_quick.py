@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,7 +50,8 @@ def talked_to(client, agent):
     assert run_view.status == "done"
     client.archival_insert(agent.id, "Lisbon has seven hills and yellow trams.")
     client.add_schedule(agent.id, "check in", every="1h")
-    return agent
+    batch = client.submit_batch([json.dumps({"agent_id": agent.id, "message": "a batch line"})])
+    return SimpleNamespace(id=agent.id, batch_id=batch["batch_id"])
 
 
 READS = [
@@ -59,13 +61,14 @@ READS = [
     ("memory", "show", "{id}"),
     ("schedule", "list"),
     ("schedule", "list", "{id}"),
+    ("batch", "status", "{batch}"),
 ]
 
 
 @pytest.mark.parametrize("command", READS, ids=lambda c: " ".join(c))
 def test_read_commands_load_no_orm_celery_or_llm_stack(memq_env, worker, talked_to, command):
     # given an agent with messages, memory and a schedule, a worker running
-    args = [part.format(id=talked_to.id) for part in command]
+    args = [part.format(id=talked_to.id, batch=talked_to.batch_id) for part in command]
     # when a read command runs
     _, imported = run(memq_env, *args)
     # then it imported none of the heavy stack
@@ -83,6 +86,8 @@ def test_quick_documents_equal_the_full_clients(memq_env, client, talked_to):
     assert run(memq_env, "memory", "show", aid)[0] == {"blocks": [b.model_dump() for b in client.memory(aid)]}
     assert run(memq_env, "schedule", "list", aid)[0] == {
         "schedules": [s.model_dump() for s in client.list_schedules(aid)]}
+    batch_doc = run(memq_env, "batch", "status", talked_to.batch_id)[0]
+    assert batch_doc == client.batch_status(talked_to.batch_id).model_dump()
     listed = {a["id"]: a for a in run(memq_env, "agent", "list")[0]["agents"]}
     assert listed[aid] == client.list_agents()[[a.id for a in client.list_agents()].index(aid)].model_dump()
 

@@ -175,6 +175,25 @@ class QuickClient:
         rows = self._db().execute(sql + " ORDER BY s.created_at, s.id", params).fetchall()
         return [ScheduleView.of(s, s.last_run_status) for s in rows]
 
+    def batch_status(self, batch_id: str) -> Any:
+        return self._quick("batch_status", self._batch_status, batch_id)
+
+    def _batch_status(self, batch_id: str) -> Any:
+        from memq.batches import BatchStatus
+
+        batch = self._one("SELECT total, invalid, cancelled FROM batches WHERE id = %s", (batch_id,))
+        rows = self._db().execute(
+            "SELECT status, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS pt,"
+            " coalesce(sum(completion_tokens), 0) AS ct, coalesce(sum(cost_usd), 0) AS cost"
+            " FROM runs WHERE batch_id = %s GROUP BY status", (batch_id,)).fetchall()
+        by_status = {r.status: int(r.n) for r in rows}
+        return BatchStatus(
+            batch_id=batch_id, total=batch.total, invalid=batch.invalid, cancelled=batch.cancelled,
+            finished=all(RunStatus(st).finished for st in by_status), counts=by_status,
+            prompt_tokens=int(sum(r.pt for r in rows)), completion_tokens=int(sum(r.ct for r in rows)),
+            cost_usd=float(sum(r.cost for r in rows)),
+        )
+
     def get_run(self, run_id: str) -> Any:
         return self._quick("get_run", self._get_run, run_id)
 

@@ -74,3 +74,6 @@ class AgentState(StrEnum):
 class ToolStatus(StrEnum):
     OK = "OK"
     FAILED = "Failed"
+
+# Postgres NOTIFY channel: a vector request was queued for the embedded store's owner.
+VECTOR_REQUESTS_CHANNEL = "memq_vector_requests"

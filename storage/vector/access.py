@@ -21,6 +21,7 @@ from sqlalchemy import delete, select
 from storage.db import Database
 from storage.models import VectorRequest, utcnow
 from storage.vector.base import Hit, Point, VectorIndex, VectorIndexError, VectorStoreLocked
+from storage.vector.wakeup import Wakeup, notify_sql
 
 log = logging.getLogger("memq.vector")
 
@@ -72,6 +73,8 @@ class ProxyIndex:
             s.add(request)
             s.flush()
             request_id = request.id
+            if not self.db.is_sqlite:  # wakes the owner when this commits (storage/vector/wakeup.py)
+                s.execute(notify_sql())
         deadline = time.monotonic() + self.timeout_s
         delay = 0.005
         while time.monotonic() < deadline:
@@ -159,20 +162,25 @@ class VectorAccess:
     def _serve_loop(self) -> None:
         last_cleanup = 0.0
         idle_s = 0.01
-        while not self._stop.wait(idle_s):
-            if not self._owned:
-                if self._stop.wait(2.0):
-                    return
-                self.index()  # try to take the store over (its holder may have exited)
-                continue
-            try:
-                # Poll fast while requests come in, slowly (up to 0.25 s) when idle.
-                idle_s = 0.01 if self._answer_pending() else min(idle_s * 2, 0.25)
-                if time.monotonic() - last_cleanup > 60:
-                    self._cleanup()
-                    last_cleanup = time.monotonic()
-            except Exception:  # the database restarting: the next pass retries
-                log.warning("serving vector requests failed", exc_info=True)
+        wakeup = Wakeup(self.db.url, self.db.is_sqlite)
+        try:
+            while wakeup.wait(idle_s, self._stop):
+                if not self._owned:
+                    if self._stop.wait(2.0):
+                        return
+                    self.index()  # try to take the store over (its holder may have exited)
+                    continue
+                try:
+                    # Poll fast while requests come in, slowly (up to 0.25 s) when idle;
+                    # on Postgres a request's NOTIFY ends the wait at once.
+                    idle_s = 0.01 if self._answer_pending() else min(idle_s * 2, 0.25)
+                    if time.monotonic() - last_cleanup > 60:
+                        self._cleanup()
+                        last_cleanup = time.monotonic()
+                except Exception:  # the database restarting: the next pass retries
+                    log.warning("serving vector requests failed", exc_info=True)
+        finally:
+            wakeup.close()
 
     def _answer_pending(self) -> int:
         with self.db.transaction() as s:

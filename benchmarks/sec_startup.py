@@ -11,12 +11,14 @@ from typing import Any
 
 from benchmarks.env import median
 from benchmarks.harness import Bench
+from benchmarks.sec_cli import cli_commands
 from benchmarks.sec_baselines import bare_baseline
 
 
-def heaviest_imports(b: Bench, cmd: list[str], top: int = 8) -> list[tuple[str, float]]:
+def heaviest_imports(b: Bench, cmd: list[str], top: int = 8,
+                     env: dict[str, str] | None = None) -> list[tuple[str, float]]:
     """Packages a command imports, by the sum of their modules' own import time (-X importtime)."""
-    env = dict(b.memq_env, PYTHONPROFILEIMPORTTIME="1")
+    env = dict(env or b.memq_env, PYTHONPROFILEIMPORTTIME="1")
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     totals: Counter[str] = Counter()
     for line in p.stderr.splitlines():
@@ -49,6 +51,7 @@ def startup(b: Bench) -> dict[str, Any]:
         t = time.perf_counter()
         b.client.send(agent.id, f"in-process message {i}")
         inproc.append((time.perf_counter() - t) * 1000)
+    cli = cli_commands(b, runs=5 if b.quick else 7)
     bare = bare_baseline(b, events=True)
     wf = b.worker_facts
     S = "4 start-up"
@@ -76,6 +79,7 @@ def startup(b: Bench) -> dict[str, Any]:
         "memq_send_ms_runs": sends,
         "client_send_inprocess_ms": median(inproc),
         "memq_send_imports_ms": dict(imports),
+        "cli_commands": cli,
         "worker": dict(wf),
         "bare_worker": {k: bare[k] for k in ("ready_s", "rss_ready_mb", "rss_after_mb")},
     }

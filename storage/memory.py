@@ -8,10 +8,7 @@ tail by text, so nothing said a moment ago is missed.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,84 +20,23 @@ from memq.text import stored_texts
 from storage.db import Database
 from storage.models import Agent, IndexCursor, Message, Passage
 from storage.repository.messages import iso_utc
+from storage.search_text import (  # noqa: F401 - PAGE_SIZE, page_line: still importable from here
+    MAX_RESULTS, NO_EMBEDDINGS_NOTE, PAGE_SIZE, TEXT_CANDIDATES, SearchPage, lag_note, make_page, page_line,
+    ranked_by_words, recall_text, words,
+)
 from storage.vector.access import VectorAccess
 from storage.vector.base import ARCHIVAL, RECALL, Point
 
 log = logging.getLogger("memq.memory")
 
-PAGE_SIZE = 5
-MAX_RESULTS = 50  # semantic search ranks everything; pages cover the best 50
 RECALL_CURSOR = "recall"
 # The background indexer takes over a passage's indexing after this long (its
 # writer failed to index it, or died); before that the writer is on it.
 RETRY_AFTER_S = 30.0
 
 
-@dataclass
-class SearchPage:
-    items: list[dict[str, Any]]
-    page: int
-    pages: int
-    total: int
-    notes: list[str] = field(default_factory=list)
-
-    def render(self, what: str) -> str:
-        """The tool result text: paging facts first, then the items."""
-        head = page_line(self.page, self.pages, self.total, what, "page={}")
-        lines = [head, *self.notes]
-        lines += [json.dumps(item, ensure_ascii=False) for item in self.items]
-        return "\n".join(lines)
-
-
-def page_line(page: int, pages: int, total: int, what: str, next_hint: str) -> str:
-    """"Page 1 of 3, 12 passages (5 per page); next: page=1.": pages count from 1 in text,
-    while the argument that asks for one counts from 0 (``next_hint`` shows it)."""
-    noun = what[:-1] if total == 1 and what.endswith("s") else what
-    if total == 0:
-        return f"No {what} found."
-    if page >= pages:
-        return (f"No {what} on {next_hint.format(page)}: {total} {noun} fill{'s' if total == 1 else ''} "
-                f"{pages} page{'' if pages == 1 else 's'} ({PAGE_SIZE} per page); "
-                f"the last is {next_hint.format(pages - 1)}.")
-    line = f"Page {page + 1} of {pages}, {total} {noun} ({PAGE_SIZE} per page)"
-    return line + (f"; next: {next_hint.format(page + 1)}." if page + 1 < pages else ".")
-
-
-def recall_text(m: Message) -> str | None:
-    """The searchable text of a message: what was said, not the protocol around it."""
-    if m.role == "user":
-        try:
-            event = json.loads(m.content or "")
-        except ValueError:
-            return m.content or None
-        if isinstance(event, dict) and event.get("type") in ("user_message", "scheduled_wakeup"):
-            return str(event.get("message") or "") or None
-        return None
-    if m.role == "assistant":
-        parts = [m.content or ""]
-        for call in m.tool_calls or []:
-            fn = call.get("function", {})
-            if fn.get("name") == "send_message":
-                try:
-                    parts.append(str(json.loads(fn.get("arguments") or "{}").get("message", "")))
-                except (ValueError, AttributeError):
-                    pass
-        text = " ".join(p for p in parts if p).strip()
-        return text or None
-    return None
-
-
 def _to_s(dt: datetime) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def _words(query: str) -> list[str]:
-    return [w for w in query.lower().split() if len(w) > 1][:8]
-
-
-def _text_score(text: str, words: list[str]) -> int:
-    low = text.lower()
-    return sum(1 for w in words if w in low)
 
 
 class MemoryStore:
@@ -155,13 +91,13 @@ class MemoryStore:
                 found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]
                 pending = select(Passage).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))
             else:
-                notes.append("(no embedding model is configured: matched by words, not meaning)")
+                notes.append(NO_EMBEDDINGS_NOTE)
                 pending = select(Passage).where(Passage.agent_id == agent_id)
             found += self._text_matches(s, pending, Passage.text, query, lambda p: p.text)
             items = [{"time": iso_utc(p.created_at), "source": p.source, "text": p.text,
                       **({"score": round(score, 3)} if score is not None else {})}
                      for score, p in found]
-        return _page(items, page, notes)
+        return make_page(items, page, notes)
 
     # ---------- recall ----------
 
@@ -187,15 +123,15 @@ class MemoryStore:
                 tail = select(Message).where(*window, Message.id > cursor)
                 lag = s.scalar(select(func.count()).where(Message.agent_id == agent_id, Message.id > cursor))
                 if lag:
-                    notes.append(f"({lag} newest message(s) are not indexed yet; they were matched by words)")
+                    notes.append(lag_note(lag))
             else:
                 if not self.semantic:
-                    notes.append("(no embedding model is configured: matched by words, not meaning)")
+                    notes.append(NO_EMBEDDINGS_NOTE)
                 tail = select(Message).where(*window)
             found += self._text_matches(s, tail, Message.content, query, lambda m: recall_text(m) or "")
             items = [{"time": iso_utc(m.created_at), "role": m.role, "text": recall_text(m)}
                      for _, m in found if recall_text(m)]
-        return _page(items, page, notes)
+        return make_page(items, page, notes)
 
     # ---------- background indexing ----------
 
@@ -299,17 +235,9 @@ class MemoryStore:
     @staticmethod
     def _text_matches(session: Session, stmt: Any, column: Any, query: str, text_of: Any) -> list[tuple[None, Any]]:
         """Rows whose text holds the query's words (most words first; newest first without words)."""
-        words = _words(query)
-        if not words:
+        query_words = words(query)
+        if not query_words:
             return [(None, row) for row in session.scalars(stmt.order_by(column.desc()).limit(MAX_RESULTS))]
-        like = [func.lower(column).contains(w) for w in words]
-        rows = list(session.scalars(stmt.where(or_(*like)).limit(500)))
-        scored = sorted(((_text_score(text_of(r), words), r) for r in rows), key=lambda x: -x[0])
-        return [(None, r) for n, r in scored if n > 0][:MAX_RESULTS]
-
-
-def _page(items: list[dict[str, Any]], page: int, notes: list[str]) -> SearchPage:
-    total = len(items)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
-    start = page * PAGE_SIZE
-    return SearchPage(items[start:start + PAGE_SIZE], page, pages, total, notes)
+        like = [func.lower(column).contains(w) for w in query_words]
+        return ranked_by_words(list(session.scalars(stmt.where(or_(*like)).limit(TEXT_CANDIDATES))),
+                               query_words, text_of)

@@ -20,7 +20,6 @@ import pytest
 
 MEMQ = str(Path(sys.executable).parent / "memq")
 HEAVY = ("litellm", "celery", "kombu", "torch", "sentence_transformers", "sqlalchemy")
-NEVER = ("litellm", "torch", "sentence_transformers")  # not even for a search: the query embeds over HTTP
 
 
 def run(env: dict[str, str], *args: str) -> tuple[dict, set[str]]:
@@ -114,7 +113,7 @@ def test_send_by_name_and_with_a_key_still_take_the_full_path(memq_env, client, 
     assert wait_done(client, first["run_id"]).replies == ["echo: once"]
 
 
-def test_archival_search_embeds_the_query_without_litellm(memq_env, worker, llm, talked_to):
+def test_archival_search_embeds_the_query_over_http_without_the_heavy_stack(memq_env, worker, llm, talked_to):
     # given a passage indexed by meaning (the worker owns the embedded vector store)
     # when the CLI searches archival memory
     deadline = time.monotonic() + 15
@@ -123,7 +122,26 @@ def test_archival_search_embeds_the_query_without_litellm(memq_env, worker, llm,
         if doc["results"] and "score" in doc["results"][0] or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    # then the passage is found by meaning, and no LLM or model stack was loaded for the query
+    # then the passage is found by meaning; the query was embedded over HTTP, the vector step
+    # handed to the worker, and no ORM, Celery or LLM stack was loaded
     assert doc["results"][0]["text"] == "Lisbon has seven hills and yellow trams." and "score" in doc["results"][0]
-    assert not imported & set(NEVER), sorted(imported & set(NEVER))
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
     assert any(r.get("input") == ["trams in Lisbon"] for r in llm.embedding_requests())
+
+
+@pytest.mark.parametrize("query", ["Lisbon trams", "", "nothing like it"])
+def test_quick_search_documents_equal_the_full_clients(memq_env, client, talked_to, query):
+    # given an agent whose messages and passage are stored and indexed (so nothing changes between the calls)
+    aid = talked_to.id
+    deadline = time.monotonic() + 15
+    while client.recall_search(aid, "Lisbon")["notes"]:  # "(N newest message(s) are not indexed yet ...)"
+        assert time.monotonic() < deadline, "recall indexing did not catch up"
+        time.sleep(0.2)
+    # when the CLI searches archival and recall memory / then the documents are the full client's
+    assert run(memq_env, "archival", "search", aid, query)[0] == client.archival_search(aid, query)
+    from datetime import datetime, timezone
+
+    since = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    doc, imported = run(memq_env, "recall", "search", aid, query, "--start", "2020-01-01")
+    assert doc == client.recall_search(aid, query, 0, since, None)
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from memq.constants import EventType, RunStatus
@@ -82,15 +83,15 @@ class QuickClient:
             self._conn = pg.connect(self.settings.resolved_database_url)
         return self._conn
 
-    def _quick(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _quick(self, name: str, fn: Any, *args: Any) -> Any:
         """fn(*args) on the quick path; the full client's ``name`` when it falls back."""
         import psycopg
 
         try:
-            return fn(*args, **kwargs)
+            return fn(*args)
         except (Fallback, psycopg.Error) as exc:
             log.debug("quick path: %s falls back (%s)", name, exc)
-            return getattr(self.full, name)(*args, **kwargs)
+            return getattr(self.full, name)(*args)
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
         row = self._db().execute(sql, params).fetchone()
@@ -174,6 +175,24 @@ class QuickClient:
             sql, params = sql + " WHERE s.agent_id = %s", (agent_id,)
         rows = self._db().execute(sql + " ORDER BY s.created_at, s.id", params).fetchall()
         return [ScheduleView.of(s, s.last_run_status) for s in rows]
+
+    def archival_search(self, agent_id: str, query: str, page: int = 0) -> dict[str, Any]:
+        return self._quick("archival_search", partial(self._search, "archival"), agent_id, query, page)
+
+    def recall_search(self, agent_id: str, query: str, page: int = 0, start: Any = None,
+                      end: Any = None) -> dict[str, Any]:
+        return self._quick("recall_search", partial(self._search, "recall"), agent_id, query, page, start, end)
+
+    def _search(self, kind: str, agent_id: str, *args: Any) -> dict[str, Any]:
+        from memq.memory_client import _page_doc
+        from memq.quick.search import Fallback as SearchFallback, QuickSearch
+
+        self._check_agent(agent_id)
+        try:
+            search = QuickSearch(self.settings, self._db())
+            return _page_doc(getattr(search, kind)(agent_id, *args))
+        except SearchFallback as exc:
+            raise Fallback(str(exc)) from exc
 
     def batch_status(self, batch_id: str) -> Any:
         return self._quick("batch_status", self._batch_status, batch_id)

@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-from memq.constants import RunStatus
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.batches import BatchOps
 from memq.ingest_client import IngestOps
@@ -156,14 +155,9 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
 
     def wait(self, run_id: str, timeout_s: float = 120.0) -> RunView:
         """Poll until the run has finished or timeout_s passed; returns its latest state."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.005
-        while True:
-            run = self.get_run(run_id)
-            if RunStatus(run.status).finished or time.monotonic() >= deadline:
-                return run
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.2)
+        from memq.waiting import wait_for_run
+
+        return wait_for_run(self.get_run, run_id, timeout_s)
 
     def messages(self, agent_id: str, limit: int = 100) -> list[MessageView]:
         with self.rt.db.transaction() as s:

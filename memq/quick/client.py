@@ -223,14 +223,9 @@ class QuickClient:
 
     def wait(self, run_id: str, timeout_s: float = 120.0) -> Any:
         """Poll until the run has finished or timeout_s passed (as Client.wait does)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.005
-        while True:
-            run = self.get_run(run_id)
-            if RunStatus(run.status).finished or time.monotonic() >= deadline:
-                return run
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.2)
+        from memq.waiting import wait_for_run
+
+        return wait_for_run(self.get_run, run_id, timeout_s)
 
     # -- send ------------------------------------------------------------------
     def send(self, agent_id: str, text: str, *, idempotency_key: str | None = None, wait: bool = False,

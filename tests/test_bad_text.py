@@ -48,6 +48,18 @@ def test_invalid_utf8_in_a_cli_argument_is_replaced_and_the_caller_warned(client
     _answers_next(client, agent.id)
 
 
+def test_invalid_utf8_on_chat_stdin_is_replaced_and_the_chat_goes_on(client, agent, memq_env):
+    # given a chat whose piped input carries a Latin-1 byte, then a clean line
+    cmd = [sys.executable, "-m", "memq.cli.main", "chat", agent.id, "--json"]
+    # when both lines are sent through the real CLI
+    proc = subprocess.run(cmd, env=memq_env, input=b"caf\xe9\nthanks\n", capture_output=True, timeout=90)
+    # then the byte became U+FFFD with a one-line warning, and both turns were answered
+    assert proc.returncode == 0, proc.stderr
+    assert b"warning: replaced 1 invalid character (invalid UTF-8 byte 0xe9 at position 3)" in proc.stderr
+    turns = json.loads(proc.stdout)["turns"]
+    assert [t["replies"] for t in turns] == [[f"echo: caf{FFFD}"], ["echo: thanks"]]
+
+
 def test_a_lone_surrogate_through_the_python_client(client, agent, caplog):
     caplog.set_level(logging.WARNING, logger="memq.text")
     run = client.send(agent.id, "hi \ud800 there", wait=True, timeout_s=WAIT_S)

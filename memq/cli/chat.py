@@ -9,6 +9,7 @@ from rich.text import Text
 
 from memq.cli import live, render
 from memq.cli.output import console, err_console
+from memq.text import clean_text
 
 QUIT = {"/quit", "/exit", "/q"}
 HELP = "type a message; /memory shows core memory; /quit (or Ctrl-D) leaves"
@@ -41,6 +42,11 @@ def chat_loop(client: Any, agent_id: str, *, timeout_s: float, json_out: bool) -
     from storage.repository.errors import BadInput
 
     turns: list[dict] = []
+    # A stray byte typed or piped in arrives as a lone surrogate, like a bad argv byte, and is
+    # cleaned at the door with a warning (memq/text.py) instead of ending the chat.
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
     if not json_out:
         err_console().print(Text(HELP, style="dim"))
     while True:
@@ -61,11 +67,11 @@ def chat_loop(client: Any, agent_id: str, *, timeout_s: float, json_out: bool) -
             run = send_and_show(client, agent_id, text, timeout_s=timeout_s, json_out=json_out)
         except BadInput as exc:
             if json_out:
-                turns.append({"message": text, "error": str(exc)})
+                turns.append({"message": clean_text(text)[0], "error": str(exc)})
             else:
                 err_console().print(Text(f"error: {exc}", style="red"))
             continue
-        turns.append(turn_doc(text, run))
+        turns.append(turn_doc(clean_text(text)[0], run))  # as stored; the send warned of what it replaced
         if not json_out:
             show_turn(run, timeout_s)
     return turns

@@ -45,13 +45,21 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):  # click's form of Ctrl-C outside standalone mode
+            _interrupted()
         from memq.cli.errors import handle
 
         sys.exit(handle(exc, json_out="--json" in args))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    sys.stderr.write("\ninterrupted\n")
+    sys.exit(130)
 
 
 if __name__ == "__main__":

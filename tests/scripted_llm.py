@@ -275,12 +275,12 @@ class ScriptedLLM:
             calls = list(resp["tool_calls"])
         elif resp.get("tool") and not (resp.get("echo") and resp["tool"] == "send_message"):
             calls = [{"name": resp["tool"], "args": resp.get("args", {}),
-                      "raw_args": resp.get("raw_args")}]
+                      "raw_args": resp.get("raw_args"), "id": resp.get("call_id")}]
         elif "content" not in resp or resp.get("echo"):
             calls = [{"name": "send_message", "args": {
                 "message": "echo: " + _last_user_message(body), "request_heartbeat": False}}]
         tool_calls = [{
-            "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+            "id": c.get("id") or "call_" + uuid.uuid4().hex[:24], "type": "function",
             "function": {"name": c["name"],
                          "arguments": c["raw_args"] if c.get("raw_args") is not None
                          else json.dumps(c.get("args", {}))},

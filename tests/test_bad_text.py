@@ -160,3 +160,20 @@ def test_a_provider_reply_carrying_bad_text(client, agent, llm, reply):
         assert run.replies == ["recovered"]
         assert tool_results(client, agent.id)[0]["status"] == "Failed"
     _answers_next(client, agent.id)
+
+
+def test_over_long_tool_names_and_call_ids_from_the_provider(client, agent, llm):
+    # given a model that answers with a 5 000-character tool name, then a 5 000-character call id
+    llm.script(agent.id, {"tool": "x" * 5000, "args": {"message": "x"}},
+               {"tool": "send_message", "call_id": "c" * 5000, "args": {"message": "recovered"}})
+    # when a message arrives
+    run = client.send(agent.id, "go", wait=True, timeout_s=WAIT_S)
+    # then both steps committed (the unknown tool failed as a tool, not as a database error)
+    assert run.status == "done" and run.replies == ["recovered"], run
+    calls = [m for m in client.messages(agent.id) if m.role == "assistant"]
+    results = [m for m in client.messages(agent.id) if m.role == "tool"]
+    assert json.loads(results[0].content)["status"] == "Failed"
+    # and the long call id became a short one, the same in the call and in its result
+    call_id = calls[1].tool_calls[0]["id"]
+    assert len(call_id) <= 200 and results[1].tool_call_id == call_id
+    _answers_next(client, agent.id)

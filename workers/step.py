@@ -37,6 +37,9 @@ log = logging.getLogger("memq.step")
 
 # How often a step compacts further after the provider refuses a prompt as too long.
 MAX_COMPACTIONS = 2
+# Column sizes (storage/models.py) of what the model names: messages.tool_call_id, steps.tool_name.
+MAX_TOOL_CALL_ID_CHARS = 200
+MAX_TOOL_NAME_CHARS = 200
 ONE_TOOL_PER_STEP = "Not executed: only the first tool call of a reply runs. Call it again on its own."
 
 
@@ -310,11 +313,22 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
 def _cleaned(reply: LLMReply) -> LLMReply:
     """The model's output under the text rule (memq.text) before it is stored or executed:
     a provider can return NUL, lone surrogates or escapes of them anywhere."""
-    calls = [replace(c, id=stored_text(c.id, "a tool call id"), name=stored_text(c.name, "a tool name"),
+    calls = [replace(c, id=_bounded_id(stored_text(c.id, "a tool call id")),
+                     name=stored_text(c.name, "a tool name")[:MAX_TOOL_NAME_CHARS],
                      arguments=stored_arguments(c.arguments, "the model's tool arguments"))
              for c in reply.tool_calls]
     content = None if reply.content is None else stored_text(reply.content, "the model's reply")
     return replace(reply, content=content, tool_calls=calls)
+
+
+def _bounded_id(call_id: str) -> str:
+    """A tool call id that fits its column: an over-long one (a provider can send anything)
+    becomes a short digest of itself, the same in the call and in its result."""
+    if len(call_id) <= MAX_TOOL_CALL_ID_CHARS:
+        return call_id
+    import hashlib
+
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
 def _transient(exc: BaseException) -> bool:

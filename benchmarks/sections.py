@@ -9,6 +9,7 @@ names ``--sections`` takes to them, in run order.
 
 from __future__ import annotations
 
+from benchmarks.sec_api import api
 from benchmarks.sec_baselines import bare_baseline, llm_client_baseline, postgres_baseline
 from benchmarks.sec_common import CHAIN, HEARTBEAT_FOREVER, profiled
 from benchmarks.sec_history import KEEP_IN_CONTEXT, history, insert_history
@@ -22,11 +23,13 @@ SECTIONS = {
     "throughput": throughput,
     "history": history,
     "startup": startup,
+    "api": api,
 }
 
 __all__ = [
     "CHAIN",
     "HEARTBEAT_FOREVER",
+    "api",
     "KEEP_IN_CONTEXT",
     "PHASE_HOOKS",
     "SECTIONS",

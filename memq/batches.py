@@ -140,9 +140,13 @@ class BatchOps:
     doorbell: Any
 
     def submit_batch(
-        self, lines: Iterable[str], *, create_agents: bool = False, skip_invalid: bool = False, source: str | None = None
+        self, lines: Iterable[str], *, create_agents: bool = False, skip_invalid: bool = False, source: str | None = None,
+        tenant_id: str | None = None,
     ) -> dict[str, Any]:
-        """Validate every line, then enqueue the valid ones in line order; returns {"batch_id", ...}."""
+        """Validate every line, then enqueue the valid ones in line order; returns {"batch_id", ...}.
+
+        With tenant_id (the HTTP API), lines name only that tenant's agents, by id
+        (`agent-<uuid>` or `<uuid>`), and the batch and the agents it creates are the tenant's."""
         from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
         from storage import repository as repo
         from storage.repository import batches as brepo
@@ -152,15 +156,20 @@ class BatchOps:
         if not items:
             raise BadInput("the batch has no lines")
         with self.rt.db.transaction() as s:
-            known = {a.id for a in repo.list_agents(s)} if any(i.agent_id for i in items) else set()
+            known = {a.id for a in repo.list_agents(s, tenant_id)} if any(i.agent_id for i in items) else set()
             for item in items:
-                if item.agent_id and item.agent_id not in known:
+                if item.agent_id and tenant_id is not None:
+                    item.agent_id = item.agent_id.removeprefix("agent-")
+                    if item.agent_id not in known:
+                        item.errors.append(f"unknown agent: {item.agent_id}")
+                elif item.agent_id and item.agent_id not in known:
                     _resolve_line_agent(s, item)  # a unique id prefix or an agent's name
             _check_fits(settings, s, items)
             bad = [i for i in items if i.errors]
             if bad and not skip_invalid:
                 raise BatchInvalid([(i.line, "; ".join(i.errors)) for i in bad])
-            batch = brepo.create_batch(s, source=source, total=len(items), invalid=len(bad))
+            batch = brepo.create_batch(s, source=source, total=len(items), invalid=len(bad),
+                                       **({"tenant_id": tenant_id} if tenant_id else {}))
             created: dict[str, str] = {}
             agents_queued: dict[str, None] = {}
             for item in items:
@@ -179,6 +188,7 @@ class BatchOps:
                             limit_chars=settings.core_block_limit_chars,
                             model=item.agent.get("model"),
                             queue=Queue.BATCH.value,
+                            **({"tenant_id": tenant_id} if tenant_id else {}),
                         ).id
                     item.agent_id = created[name]
                 run, _ = repo.enqueue_message(

@@ -77,3 +77,15 @@ class ToolStatus(StrEnum):
 
 # Postgres NOTIFY channel: a vector request was queued for the embedded store's owner.
 VECTOR_REQUESTS_CHANNEL = "memq_vector_requests"
+
+
+class CallbackStatus(StrEnum):
+    """Delivery of a run's callback (the `callbacks` outbox)."""
+
+    PENDING = "pending"  # waiting for its run to finish, or for its next attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed; last_status / last_error say why
+
+
+# The header of a callback's signature: "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
+CALLBACK_SIGNATURE_HEADER = "X-Memq-Signature"

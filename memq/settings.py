@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     # `memq serve`: the largest request body, and how long a blocking send waits for its run.
     api_max_body_bytes: int = 1_048_576
     api_wait_s: float = 300.0
+    # Callbacks of `create_async(callback_url=...)`: signed with this secret (HMAC-SHA256), posted
+    # with this timeout, retried with exponential backoff up to this many attempts.
+    callback_secret: str | None = Field(default=None, repr=False)
+    callback_timeout_s: float = 10.0
+    callback_max_attempts: int = 8
+    callback_backoff_s: float = 1.0
+    callback_backoff_max_s: float = 300.0
     log_json: bool = False
     log_level: str = "INFO"
 

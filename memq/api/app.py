@@ -13,11 +13,12 @@ from memq.api import errors
 from memq.api.deps import ApiState
 from memq.api.middleware import RequestMiddleware
 from memq.api.ops import ApiOps
-from memq.api.routes import agents, blocks, health, messages, runs
+from memq.api.routes import agents, archival, blocks, health, messages, native, runs, schedules
 from memq.api.watcher import RunWatcher
 from memq.settings import Settings
 
-ROUTERS = (health.router, agents.router, messages.router, runs.router, blocks.router)
+ROUTERS = (health.router, agents.router, messages.router, runs.router, blocks.router, archival.router,
+           schedules.router, native.router)
 
 
 class _NoRing:
@@ -36,6 +37,16 @@ def _client(settings: Settings) -> Any:
     return Client.connect(settings, in_process_worker=False)
 
 
+def _deliverer(settings: Settings, ops: ApiOps) -> Any:
+    """The callback deliverer thread (memq/api/callbacks.py), when callbacks can be signed."""
+    if not settings.callback_secret:
+        return None
+    from memq.api.callbacks import CallbackDeliverer
+    from memq.api.native_ops import callback_document
+
+    return CallbackDeliverer(ops.db, settings, lambda run_id: callback_document(ops.db, run_id)).start()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     from memq.logging_setup import configure
@@ -51,9 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watcher.start()
         app.state.memq = ApiState(ops=ops, watcher=watcher, default_system=BASE_SYSTEM_PROMPT,
                                   wait_s=settings.api_wait_s)
+        deliverer = _deliverer(settings, ops)
         try:
             yield
         finally:
+            if deliverer is not None:
+                deliverer.stop()
             await watcher.stop()
             client.close()
 

@@ -57,3 +57,31 @@ def wire_message(stored: int) -> str:
 
 def wire_block(stored: int) -> str:
     return f"block-{stored}"
+
+
+def schedule_id(ref: str) -> str:
+    return _uuid("schedule", ref)
+
+
+def batch_id(ref: str) -> str:
+    return _uuid("batch", ref)
+
+
+def passage_id(ref: str) -> int:
+    """A passage id (`passage-<n>` or `<n>`)."""
+    bare = _bare("passage", ref)
+    if not bare.isdigit():
+        raise NotFound(f"unknown passage: {ref}")
+    return int(bare)
+
+
+def wire_schedule(stored: str) -> str:
+    return f"schedule-{stored}"
+
+
+def wire_batch(stored: str) -> str:
+    return f"batch-{stored}"
+
+
+def wire_passage(stored: int) -> str:
+    return f"passage-{stored}"

@@ -119,15 +119,26 @@ class ApiOps:
             repo.delete_agent(s, agent_id)
 
     # -- messages and runs ------------------------------------------------------------
-    def send(self, tenant: str, agent_id: str, text_: str) -> Run:
-        """Commit the message and its run, then ring the broker (503 first if it is down)."""
+    def send(self, tenant: str, agent_id: str, text_: str, *, idempotency_key: str | None = None,
+             callback_url: str | None = None) -> Run:
+        """Commit the message and its run (and its callback's outbox row), then ring the broker
+        (503 first if it is down). A repeated idempotency key answers the first send's run."""
+        if callback_url is not None:
+            from memq.api.callbacks import check_url
+
+            check_url(callback_url, self.settings)
         problem = self.broker_problem()
         if problem:
             raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
         with self.db.transaction() as s:
             agent = repo.get_agent(s, agent_id, tenant_id=tenant)
             check_message_fits(self.settings, s, agent, text_)  # what can never fit its window (memq/limits.py)
-            run, created = repo.enqueue_message(s, agent_id, text_, max_chars=self.settings.max_message_chars)
+            run, created = repo.enqueue_message(s, agent_id, text_, max_chars=self.settings.max_message_chars,
+                                                idempotency_key=idempotency_key)
+            if created and callback_url is not None:
+                from storage.repository.callbacks import add_callback
+
+                add_callback(s, run.id, callback_url)
             queue = agent.queue
         if created:
             try:

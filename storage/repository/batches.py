@@ -10,13 +10,15 @@ from sqlalchemy.orm import Session
 
 from memq.constants import RunStatus
 from memq.text import stored_text
-from storage.models import Batch, BatchItem, InboxItem, Run, utcnow
+from storage.models import DEFAULT_TENANT, Batch, BatchItem, InboxItem, Run, utcnow
 from storage.repository.errors import NotFound
 
 
-def create_batch(session: Session, *, source: str | None, total: int, invalid: int) -> Batch:
+def create_batch(session: Session, *, source: str | None, total: int, invalid: int,
+                 tenant_id: str = DEFAULT_TENANT) -> Batch:
     source = None if source is None else stored_text(source, "batch source")
-    batch = Batch(id=str(uuid.uuid4()), source=source, total=total, invalid=invalid, cancelled=False)
+    batch = Batch(id=str(uuid.uuid4()), tenant_id=tenant_id, source=source, total=total, invalid=invalid,
+                  cancelled=False)
     session.add(batch)
     session.flush()
     return batch
@@ -44,9 +46,10 @@ def add_item(
     )
 
 
-def get_batch(session: Session, batch_id: str) -> Batch:
+def get_batch(session: Session, batch_id: str, *, tenant_id: str | None = None) -> Batch:
+    """The batch; with tenant_id, another tenant's batch is as unknown as a missing one."""
     batch = session.get(Batch, batch_id)
-    if batch is None:
+    if batch is None or (tenant_id is not None and batch.tenant_id != tenant_id):
         raise NotFound(f"unknown batch: {batch_id}")
     return batch
 

@@ -10,10 +10,14 @@ import pytest
 
 from api_server import ServeProcess, new_key
 
+CALLBACK_SECRET = "test-callback-secret-not-secret"
+
 
 @pytest.fixture(scope="session")
 def serve_env(memq_env: dict[str, str]) -> dict[str, str]:
-    return {**memq_env, "MEMQ_API_MAX_BODY_BYTES": "65536", "MEMQ_LOG_LEVEL": "INFO"}
+    return {**memq_env, "MEMQ_API_MAX_BODY_BYTES": "65536", "MEMQ_LOG_LEVEL": "INFO",
+            # callbacks: signed with this secret; a failed post is retried after 0.2 s, 0.4 s, ...
+            "MEMQ_CALLBACK_SECRET": CALLBACK_SECRET, "MEMQ_CALLBACK_BACKOFF_S": "0.2", "MEMQ_CALLBACK_TIMEOUT_S": "5"}
 
 
 @pytest.fixture(scope="session")

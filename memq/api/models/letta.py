@@ -99,7 +99,6 @@ _SEND_REFUSED = {
     "client_skills": "client skills are not supported",
     "override_model": "an agent's model is changed with agents.update, not per message",
     "override_system": "an agent's system prompt is changed with agents.update, not per message",
-    "callback_url": "callbacks are not supported yet",
     "return_logprobs": "log probabilities are not returned",
     "return_token_ids": "token ids are not returned",
 }
@@ -112,6 +111,10 @@ class MessageCreate(BaseModel):
     messages: list[MessageIn] | None = None
     input: str | list[dict[str, Any]] | None = None
     streaming: bool = False
+    # POSTed the finished run, signed (memq/api/callbacks.py); needs MEMQ_CALLBACK_SECRET on the server.
+    callback_url: str | None = Field(default=None, max_length=2000)
+    # memq's own: a repeated key answers the first send's run (also the Idempotency-Key header).
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _supported(self) -> "MessageCreate":

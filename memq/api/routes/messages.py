@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
@@ -23,6 +23,13 @@ from memq.api.models.letta import CancelRequest, MessageCreate
 from memq.constants import RunStatus
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
+# memq's own: a repeated key answers the first send's run instead of sending again.
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                       description="a repeated key answers the first send's run")]
+
+
+def _send_options(body: MessageCreate, header_key: str | None) -> dict[str, Any]:
+    return {"idempotency_key": header_key or body.idempotency_key, "callback_url": body.callback_url}
 
 
 def _response(run: Any, rows: list[Any]) -> dict[str, Any]:
@@ -31,9 +38,8 @@ def _response(run: Any, rows: list[Any]) -> dict[str, Any]:
 
 
 @router.post("", summary="Send a message and wait for the agent's turn (or stream it with streaming=true)")
-async def send_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant) -> Any:
-    text = body.text()
-    run = await blocking(st.ops.send, tenant, agent_id, text)
+async def send_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant, key: IdemKey = None) -> Any:
+    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
     if body.streaming:
         return EventSourceResponse(_stream(st, tenant, run))
     await st.watcher.wait_finished(run.id, (run.status, run.steps), st.wait_s)
@@ -45,14 +51,16 @@ async def send_message(agent_id: AgentId, body: MessageCreate, st: State, tenant
 
 
 @router.post("/async", summary="Send a message; answers the run at once")
-async def send_message_async(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant) -> dict[str, Any]:
-    run = await blocking(st.ops.send, tenant, agent_id, body.text())
+async def send_message_async(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant,
+                             key: IdemKey = None) -> dict[str, Any]:
+    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
     return convert.run(run)
 
 
 @router.post("/stream", summary="Send a message; each step's messages stream (SSE) as it commits")
-async def stream_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant) -> EventSourceResponse:
-    run = await blocking(st.ops.send, tenant, agent_id, body.text())
+async def stream_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant,
+                         key: IdemKey = None) -> EventSourceResponse:
+    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
     return EventSourceResponse(_stream(st, tenant, run))
 
 

@@ -1,0 +1,76 @@
+"""The callback outbox: a row per run whose finish is to be POSTed somewhere.
+
+The row is written in the run's own transaction (so a run never loses its
+callback); a deliverer claims rows of finished runs with SKIP LOCKED, pushes
+their next attempt past its own timeout while it posts (a deliverer that dies
+mid-post is retried by another), then records the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from memq.constants import CallbackStatus, RunStatus
+from storage.models import Callback, Run, utcnow
+
+_FINISHED = [s.value for s in RunStatus if s.finished]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    run_id: str
+    url: str
+    attempt: int  # 1 for the first
+
+
+def add_callback(session: Session, run_id: str, url: str) -> None:
+    """The run's callback (a repeated send with the same idempotency key keeps the first)."""
+    if session.get(Callback, run_id) is None:
+        session.add(Callback(run_id=run_id, url=url, status=CallbackStatus.PENDING.value, attempts=0,
+                             next_attempt_at=utcnow()))
+        session.flush()
+
+
+def claim_due(session: Session, *, limit: int, hold_s: float, now: datetime | None = None) -> list[Claimed]:
+    """Pending callbacks of finished runs that are due; each is held for hold_s (the post's timeout
+    and some) so no other deliverer takes it meanwhile. Rows another deliverer locks are skipped."""
+    now = now or utcnow()
+    stmt = (
+        select(Callback)
+        .join(Run, Run.id == Callback.run_id)
+        .where(Callback.status == CallbackStatus.PENDING.value, Callback.next_attempt_at <= now,
+               Run.status.in_(_FINISHED))
+        .order_by(Callback.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=Callback, skip_locked=True)
+    )
+    out = []
+    for row in session.scalars(stmt):
+        row.attempts += 1
+        row.next_attempt_at = now + timedelta(seconds=hold_s)
+        out.append(Claimed(row.run_id, row.url, row.attempts))
+    session.flush()
+    return out
+
+
+def record_attempt(session: Session, run_id: str, *, ok: bool, http_status: int | None, error: str | None,
+                   retry_in_s: float | None) -> None:
+    """The outcome of one attempt: delivered, retried in retry_in_s, or failed for good (retry_in_s None)."""
+    row = session.get(Callback, run_id)
+    if row is None:
+        return  # its run (and agent) were deleted meanwhile
+    row.last_status, row.last_error = http_status, error
+    if ok:
+        row.status, row.delivered_at = CallbackStatus.DELIVERED.value, utcnow()
+    elif retry_in_s is None:
+        row.status = CallbackStatus.FAILED.value
+    else:
+        row.next_attempt_at = utcnow() + timedelta(seconds=retry_in_s)
+
+
+def get_callback(session: Session, run_id: str) -> Callback | None:
+    return session.get(Callback, run_id)

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -41,22 +42,43 @@ WORKER_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A database of its own for this test session, dropped at the end."""
-    name = f"memq_test_{secrets.token_hex(4)}"
+@contextmanager
+def own_database(prefix: str = "memq_test") -> Iterator[str]:
+    """A migrated Postgres database of its own (its URL), dropped on exit."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_SERVER.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
+    url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
     from storage.db import Database
 
     db = Database(url)
     db.upgrade()
     db.dispose()
-    yield url
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def own_stack(memq_env: dict[str, str], prefix: str = "memq_test", **settings: str) -> Iterator[dict[str, str]]:
+    """memq_env on a database and a Redis db of their own (so the suite's worker never sees
+    its agents), with settings overridden; both are given back on exit."""
+    with own_database(prefix) as db_url:
+        broker = f"{REDIS_SERVER}/{_claim_redis_db()}"
+        redis.Redis.from_url(broker).flushdb()
+        try:
+            yield {**memq_env, "MEMQ_DATABASE_URL": db_url, "MEMQ_BROKER_URL": broker, **settings}
+        finally:
+            redis.Redis.from_url(broker).flushdb()  # also gives the Redis db back
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    with own_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,6 @@ The second case runs its own worker and database, with a fast reconciler.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -20,9 +18,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-import redis
 
-from conftest import PG_SERVER, REDIS_SERVER, WorkerProcess, _claim_redis_db
+from conftest import WorkerProcess, own_stack
 from helpers import user_events
 
 WAIT_S = 30
@@ -84,25 +81,9 @@ def test_a_commit_that_fails_for_its_content_fails_the_run_and_the_agent_goes_on
 @pytest.fixture(scope="module")
 def fast_env(memq_env) -> Iterator[dict[str, str]]:
     """A database, a Redis db and settings of its own: few attempts, a fast reconciler."""
-    name = f"memq_test_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
-    from storage.db import Database
-
-    db = Database(url)
-    db.upgrade()
-    db.dispose()
-    index = _claim_redis_db()
-    redis_url = f"{REDIS_SERVER}/{index}"
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {**memq_env, "MEMQ_DATABASE_URL": url, "MEMQ_BROKER_URL": redis_url,
-           "MEMQ_STEP_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "MEMQ_RECONCILE_EVERY_S": "0.5",
-           "MEMQ_RECONCILE_IDLE_S": "0.5", "MEMQ_RECONCILE_RERING_S": "3"}
-    yield env
-    redis.Redis.from_url(redis_url).flushdb()
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_stack(memq_env, MEMQ_STEP_MAX_ATTEMPTS=str(MAX_ATTEMPTS), MEMQ_RECONCILE_EVERY_S="0.5",
+                   MEMQ_RECONCILE_IDLE_S="0.5", MEMQ_RECONCILE_RERING_S="3") as env:
+        yield env
 
 
 def _memq_json(env: dict[str, str], *args: str) -> dict:

@@ -9,14 +9,11 @@ port, a host name that does not resolve, the scripted server answering 401, 404,
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import subprocess
 import sys
 
-import psycopg
 import pytest
-import redis
 
 from helpers import user_events
 from memq.settings import Settings
@@ -99,28 +96,15 @@ def test_embeddings_use_the_same_words():
 def dead_llm_env(memq_env, tmp_path_factory):
     """A stack of its own (database, Redis db, `memq worker`) whose LLM is a closed port:
     the suite's worker never sees its agents."""
-    from conftest import PG_SERVER, WorkerProcess, _claim_redis_db
-    from storage.db import Database
+    from conftest import WorkerProcess, own_stack
 
-    name = f"memq_test_dead_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
-    db = Database(db_url)
-    db.upgrade()
-    db.dispose()
-    redis_url = f"{memq_env['MEMQ_BROKER_URL'].rsplit('/', 1)[0]}/{_claim_redis_db()}"
-    env = {**memq_env, "MEMQ_DATABASE_URL": db_url, "MEMQ_BROKER_URL": redis_url,
-           "MEMQ_LLM_API_BASE": closed_port_url()}
-    proc = WorkerProcess(env, tmp_path_factory.mktemp("dead") / "worker.log", "--concurrency", "4")
-    try:
-        proc.wait_ready()
-        yield env
-    finally:
-        proc.stop()
-        redis.Redis.from_url(redis_url).flushdb()
-        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_stack(memq_env, "memq_test_dead", MEMQ_LLM_API_BASE=closed_port_url()) as env:
+        proc = WorkerProcess(env, tmp_path_factory.mktemp("dead") / "worker.log", "--concurrency", "4")
+        try:
+            proc.wait_ready()
+            yield env
+        finally:
+            proc.stop()
 
 
 def _memq(env, *args: str) -> tuple[subprocess.CompletedProcess, dict]:

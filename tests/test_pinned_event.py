@@ -9,18 +9,15 @@ and the scripted LLM, which records every prompt.
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import PG_SERVER, REDIS_SERVER, WorkerProcess, _claim_redis_db  # noqa: E402
+from conftest import WorkerProcess, own_stack  # noqa: E402
 from helpers import call  # noqa: E402
 
 WINDOW = 4096
@@ -32,35 +29,23 @@ def small_window(memq_env: dict[str, str], llm, tmp_path_factory):
     """(client, worker) on a database and broker of their own, MEMQ_CONTEXT_WINDOW=4096."""
     from memq.client import Client
     from memq.settings import Settings
-    from storage.db import Database
 
-    name = f"memq_test_pin_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
-    db = Database(db_url)
-    db.upgrade()
-    db.dispose()
-    broker = f"{REDIS_SERVER}/{_claim_redis_db()}"
-    redis.Redis.from_url(broker).flushdb()
-    env = {k: v for k, v in memq_env.items() if not k.startswith("MEMQ_EMBEDDING")}
-    env.update(MEMQ_DATABASE_URL=db_url, MEMQ_BROKER_URL=broker, MEMQ_CONTEXT_WINDOW=str(WINDOW),
-               MEMQ_MAX_CHAIN=str(MAX_CHAIN), MEMQ_HOME=str(tmp_path_factory.mktemp("pin-home")),
-               MEMQ_QDRANT_PATH=str(tmp_path_factory.mktemp("pin-qdrant")))
-    worker = WorkerProcess(env, tmp_path_factory.mktemp("pin-worker") / "worker.log", "--concurrency", "4")
-    client = None
-    try:
-        worker.wait_ready()
-        settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items() if k.startswith("MEMQ_")})
-        client = Client.connect(settings)
-        yield client, worker
-    finally:
-        if client is not None:
-            client.close()
-        worker.stop()
-        redis.Redis.from_url(broker).flushdb()
-        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    base = {k: v for k, v in memq_env.items() if not k.startswith("MEMQ_EMBEDDING")}
+    with own_stack(base, "memq_test_pin", MEMQ_CONTEXT_WINDOW=str(WINDOW), MEMQ_MAX_CHAIN=str(MAX_CHAIN),
+                   MEMQ_HOME=str(tmp_path_factory.mktemp("pin-home")),
+                   MEMQ_QDRANT_PATH=str(tmp_path_factory.mktemp("pin-qdrant"))) as env:
+        worker = WorkerProcess(env, tmp_path_factory.mktemp("pin-worker") / "worker.log", "--concurrency", "4")
+        client = None
+        try:
+            worker.wait_ready()
+            settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
+                                   if k.startswith("MEMQ_")})
+            client = Client.connect(settings)
+            yield client, worker
+        finally:
+            if client is not None:
+                client.close()
+            worker.stop()
 
 
 def test_a_never_ending_chain_keeps_its_task_in_view_until_it_is_capped(small_window, llm):

@@ -32,7 +32,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,9 @@ from storage.vector.base import (
 
 LOCK_FILE = "memq-vector.lock"
 UPSERT_BATCH = 512
+CURRENT_SUFFIX = ".current"  # <path>/<collection>.current names the live shard's directory
+BUILD_DIR = ".build"  # index builds in progress (storage/vector/edge_build.py)
+RETIRED_CLOSE_AFTER_S = 5.0  # a replaced shard stays open this long for searches still on it
 
 
 def _qe() -> Any:
@@ -115,6 +121,50 @@ class _StoreLock:
                 self._fd = None
 
 
+def ensure_field_indexes(qe: Any, shard: Any) -> None:
+    """The payload indexes every search relies on (agent_id as the tenant key)."""
+    schema = shard.info().payload_schema
+    wanted = {
+        AGENT_ID: qe.KeywordIndexParams(is_tenant=True),
+        KIND: qe.PayloadSchemaType.Keyword,
+        CREATED_AT_S: qe.PayloadSchemaType.Float,
+        ROW_ID: qe.PayloadSchemaType.Integer,
+    }
+    for field_name, schema_type in wanted.items():
+        if field_name not in schema:
+            shard.update(qe.UpdateOperation.create_field_index(field_name, schema_type))
+
+
+def current_dir(path: Path, name: str) -> str:
+    """The directory holding ``name``'s live shard: ``name`` until an index build is adopted."""
+    try:
+        chosen = (path / f"{name}{CURRENT_SUFFIX}").read_text().strip()
+    except FileNotFoundError:
+        return name
+    return chosen if chosen.startswith(name) and "/" not in chosen else name
+
+
+def _set_current(path: Path, name: str, dirname: str) -> None:
+    tmp = path / f"{name}{CURRENT_SUFFIX}.tmp"
+    with open(tmp, "w") as f:
+        f.write(dirname + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path / f"{name}{CURRENT_SUFFIX}")
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Builds a crashed owner left behind, and shards a finished build replaced."""
+    shutil.rmtree(path / BUILD_DIR, ignore_errors=True)
+    for name in COLLECTIONS:
+        live = current_dir(path, name)
+        for old in path.glob(f"{name}-*"):
+            if old.is_dir() and old.name != live:
+                shutil.rmtree(old, ignore_errors=True)
+        if live != name and (path / name).is_dir():
+            shutil.rmtree(path / name, ignore_errors=True)
+
+
 class EdgeIndex:
     """VectorIndex over two qdrant-edge shards in one directory."""
 
@@ -125,8 +175,14 @@ class EdgeIndex:
         self._pid = os.getpid()
         self._shards: dict[str, Any] = {}
         self._mutex = threading.Lock()  # guards open/close, not the (thread-safe) shards
+        self._write_lock = threading.Lock()  # orders writes against the write log and shard swaps
+        self._logs: dict[str, list[Any]] = {}  # collection -> writes made while its index builds
+        self._retired: list[tuple[float, Any, Path]] = []  # replaced shards: (closable at, shard, dir)
+        self._dirs: dict[str, Path] = {}  # collection -> its live shard's directory
+        self._builder: Any = None
         self._closed = False
         self.dim = 0
+        _remove_leftovers(self.path)
         if dim is not None:
             try:
                 self.ensure_collections(dim)
@@ -162,7 +218,7 @@ class EdgeIndex:
             self.dim = dim
 
     def _open_shard(self, qe: Any, name: str, dim: int) -> Any:
-        shard_path = self.path / name
+        shard_path = self.path / current_dir(self.path, name)
         config = self._config(dim)
         segments = shard_path / "segments"
         if segments.is_dir() and any(segments.iterdir()):
@@ -180,19 +236,11 @@ class EdgeIndex:
         else:
             shard = qe.EdgeShard.create(str(shard_path), config)
         try:
-            schema = shard.info().payload_schema
-            wanted = {
-                AGENT_ID: qe.KeywordIndexParams(is_tenant=True),
-                KIND: qe.PayloadSchemaType.Keyword,
-                CREATED_AT_S: qe.PayloadSchemaType.Float,
-                ROW_ID: qe.PayloadSchemaType.Integer,
-            }
-            for field_name, schema_type in wanted.items():
-                if field_name not in schema:
-                    shard.update(qe.UpdateOperation.create_field_index(field_name, schema_type))
+            ensure_field_indexes(qe, shard)
         except BaseException:
             shard.close()
             raise
+        self._dirs[name] = shard_path
         return shard
 
     def _check_open(self) -> None:
@@ -214,12 +262,18 @@ class EdgeIndex:
         return shard
 
     def close(self) -> None:
+        if self._builder is not None and os.getpid() == self._pid:
+            self._builder.stop()  # kills a build child; its work directory goes at the next open
         with self._mutex:
             if self._closed or os.getpid() != self._pid:
                 return  # a forked child must not flush or unlock its parent's store
             self._closed = True
             shards, self._shards = self._shards, {}
+            retired, self._retired = self._retired, []
             try:
+                for _, shard, old_dir in retired:
+                    shard.close()
+                    shutil.rmtree(old_dir, ignore_errors=True)
                 for shard in shards.values():
                     try:
                         shard.flush()
@@ -249,18 +303,26 @@ class EdgeIndex:
             for p in points
         ]
         for start in range(0, len(built), UPSERT_BATCH):
-            shard.update(qe.UpdateOperation.upsert_points(built[start : start + UPSERT_BATCH]))
+            self._write(collection, qe.UpdateOperation.upsert_points(built[start : start + UPSERT_BATCH]))
+
+    def _write(self, collection: str, operation: Any) -> None:
+        """Apply a write to the live shard, and log it while the collection's index builds."""
+        with self._write_lock:
+            self._shard(collection).update(operation)
+            log = self._logs.get(collection)
+            if log is not None:
+                log.append(operation)
 
     def delete_agent(self, collection: str, agent_id: str) -> None:
-        shard = self._shard(collection)
+        self._shard(collection)
         qe = _qe()
-        shard.update(qe.UpdateOperation.delete_points_by_filter(self._filter(agent_id)))
+        self._write(collection, qe.UpdateOperation.delete_points_by_filter(self._filter(agent_id)))
 
     def delete_points(self, collection: str, row_ids_: Iterable[int]) -> None:
-        shard = self._shard(collection)
+        self._shard(collection)
         ids = [point_id(collection, r) for r in row_ids(row_ids_)]
         if ids:
-            shard.update(_qe().UpdateOperation.delete_points(ids))
+            self._write(collection, _qe().UpdateOperation.delete_points(ids))
 
     # -- reads -------------------------------------------------------------
     def _filter(
@@ -320,10 +382,10 @@ class EdgeIndex:
 
     # -- maintenance -------------------------------------------------------
     def optimize(self) -> bool:
-        """Build HNSW indexes, merge and vacuum segments. Blocking, holds the GIL.
+        """Build HNSW indexes, merge and vacuum segments in this process. Blocking, holds the GIL.
 
-        Not part of VectorIndex and never called implicitly: run it from
-        maintenance code, not from a process that has steps in flight.
+        Not part of VectorIndex and never called implicitly: a process with steps
+        in flight builds through ``start_index_builder`` (a child process) instead.
         """
         changed = False
         for name in COLLECTIONS:
@@ -336,12 +398,85 @@ class EdgeIndex:
 
     def info(self) -> dict[str, dict[str, int]]:
         """Per collection: points, segments and HNSW-indexed vectors."""
-        out = {}
-        for name in COLLECTIONS:
-            i = self._shard(name).info()
-            out[name] = {
-                "points": i.points_count,
-                "segments": i.segments_count,
-                "indexed_vectors": i.indexed_vectors_count,
-            }
-        return out
+        return {name: self.collection_info(name) for name in COLLECTIONS}
+
+    def collection_info(self, collection: str) -> dict[str, int]:
+        i = self._shard(collection).info()
+        return {"points": i.points_count, "segments": i.segments_count,
+                "indexed_vectors": i.indexed_vectors_count}
+
+    # -- index builds in a child process (storage/vector/edge_build.py) ------
+    def start_index_builder(self, **kwargs: Any) -> Any:
+        """Keep the HNSW indexes current from a background thread; returns the builder."""
+        from storage.vector.edge_build import IndexBuilder
+
+        with self._mutex:
+            self._check_open()
+            if self._builder is None:
+                self._builder = IndexBuilder(self, **kwargs).start()
+            return self._builder
+
+    def live_shard(self, collection: str) -> Any:
+        return self._shard(collection)
+
+    def begin_log(self, collection: str) -> None:
+        """From now on, record the collection's writes for a build to replay."""
+        with self._write_lock:
+            self._logs[collection] = []
+
+    def end_log(self, collection: str) -> None:
+        with self._write_lock:
+            self._logs.pop(collection, None)
+
+    def adopt(self, collection: str, built: Path) -> int:
+        """Make the shard built at ``built`` the collection's live shard; returns writes replayed.
+
+        Writes logged since ``begin_log`` are replayed onto it in order, the last
+        of them with writes held, so nothing written meanwhile is lost.
+        """
+        qe = _qe()
+        self._shard(collection)
+        target = self.path / f"{collection}-{uuid.uuid4().hex[:8]}"
+        os.replace(built, target)
+        shard = qe.EdgeShard.load(str(target), self._config(self.dim))
+        try:
+            done = 0
+            while True:  # catch up without holding writes back
+                with self._write_lock:
+                    pending = self._logs[collection][done:]
+                if len(pending) < 16:
+                    break
+                for operation in pending:
+                    shard.update(operation)
+                done += len(pending)
+            with self._write_lock:
+                for operation in self._logs[collection][done:]:
+                    shard.update(operation)
+                done = len(self._logs[collection])
+                shard.flush()
+                with self._mutex:
+                    self._check_open()
+                    _set_current(self.path, collection, target.name)
+                    self._logs.pop(collection)
+                    old, old_dir = self._shards[collection], self._dirs[collection]
+                    self._shards[collection], self._dirs[collection] = shard, target
+        except BaseException:
+            shard.close()
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        with self._mutex:
+            self._retired.append((time.monotonic() + RETIRED_CLOSE_AFTER_S, old, old_dir))
+        self.close_retired()
+        return done
+
+    def close_retired(self, force: bool = False) -> None:
+        """Close replaced shards (and delete their directories) once searches on them have ended."""
+        now = time.monotonic()
+        with self._mutex:
+            due = [r for r in self._retired if force or r[0] <= now]
+            self._retired = [r for r in self._retired if not (force or r[0] <= now)]
+        for _, old, old_dir in due:
+            try:
+                old.close()
+            finally:
+                shutil.rmtree(old_dir, ignore_errors=True)

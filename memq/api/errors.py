@@ -48,7 +48,8 @@ def _json(status: int, message: str, kind: str, headers: dict[str, str] | None =
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    # The first part says where the field is (a parameter may itself be called `query`).
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)]
     return ".".join(parts) or "body"
 
 

@@ -139,7 +139,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "memq.cli.main", "worker", "--loglevel", "INFO", *args]
+        cmd = [sys.executable, "-m", "memq.cli.main", "worker", "--loglevel", "INFO", "--processes", "1", *args]
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

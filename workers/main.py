@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 
@@ -30,7 +31,12 @@ def run_worker(
     logging_setup.configure(loglevel, json_logs=settings.log_json)  # JSON option, secrets masked
     log.info("worker starting: database %s, broker %s, queues %s", settings.resolved_database_url,
              settings.broker_url or "embedded", ",".join(queues))
-    metrics.start_server(settings)  # MEMQ_METRICS_PORT / --metrics-port
+    from workers import supervisor
+
+    if os.environ.get(supervisor.PARENT_PID_ENV):  # a child of `memq worker --processes N`:
+        supervisor.follow_parent()  # its parent serves /metrics for every child
+    else:
+        metrics.start_server(settings)  # MEMQ_METRICS_PORT / --metrics-port
     if settings.embedded:
         _run_embedded(settings, concurrency)
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -91,11 +91,17 @@ def worker(
     metrics_port: Annotated[
         Optional[int], typer.Option(help="Serve Prometheus metrics on this port (default MEMQ_METRICS_PORT).")
     ] = None,
+    processes: Annotated[
+        Optional[int], typer.Option(help="Worker processes under one supervising parent "
+                                    "(default: one per core; 1: no supervisor; embedded mode: always 1).")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Run a worker: Celery when MEMQ_BROKER_URL is set, else the embedded poller."""
     if concurrency is not None and concurrency < 1:
         raise CLIError(f"--concurrency must be at least 1 (got {concurrency})")
+    if processes is not None and processes < 1:
+        raise CLIError(f"--processes must be at least 1 (got {processes})")
     if pool not in POOLS:
         raise CLIError(f"unknown pool {pool!r}; choose from {'|'.join(POOLS)}")
     if metrics_port is not None and not 0 < metrics_port < 65536:
@@ -119,6 +125,16 @@ def worker(
 
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if processes is not None and processes > 1:
+            print("memq worker: embedded mode (no MEMQ_BROKER_URL) runs one process; --processes ignored",
+                  file=sys.stderr)
+    else:
+        from workers.supervisor import default_processes
+
+        processes = processes or default_processes()
+    if not settings.embedded and processes > 1:
+        _supervise(settings, processes, kwargs, json_out)
+        return
     if not json_out:
         run_worker(settings, **kwargs)
         return
@@ -129,6 +145,18 @@ def worker(
             run_worker(settings, **kwargs)
     finally:
         emit_json({"stopped": True, "embedded": settings.embedded})
+
+
+def _supervise(settings: Any, processes: int, kwargs: dict, json_out: bool) -> None:
+    """N worker processes under one parent (workers/supervisor.py); exits with its code."""
+    from memq.constants import ALL_QUEUES
+    from workers.supervisor import run_supervised
+
+    code = run_supervised(settings, processes, json_out=json_out, **{"queues": ALL_QUEUES, **kwargs})
+    if json_out:
+        emit_json({"stopped": True, "embedded": False, "processes": processes, "exit_code": code})
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

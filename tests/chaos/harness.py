@@ -307,7 +307,7 @@ class Worker:
         if PATCH_FILE:
             code = f"exec(compile(open({PATCH_FILE!r}).read(), {PATCH_FILE!r}, 'exec')); {code}"
         head = ["-c", code] if (self.preload or PATCH_FILE) else ["-m", "memq.cli.main"]
-        cmd = [sys.executable, *head, "worker", "--concurrency", str(self.concurrency),
+        cmd = [sys.executable, *head, "worker", "--processes", "1", "--concurrency", str(self.concurrency),
                "--loglevel", "INFO", "--hostname", f"chaos{self.slot}g{self.generation}@%h"]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

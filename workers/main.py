@@ -35,6 +35,7 @@ def run_worker(
 
     if os.environ.get(supervisor.PARENT_PID_ENV):  # a child of `memq worker --processes N`:
         supervisor.follow_parent()  # its parent serves /metrics for every child
+        metrics.metrics()  # every series exists (at zero) in the shared files from the start
     else:
         metrics.start_server(settings)  # MEMQ_METRICS_PORT / --metrics-port
     if settings.embedded:

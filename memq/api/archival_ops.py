@@ -3,6 +3,7 @@ dates and tags. Each call first finds the agent within the caller's tenant."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from storage.repository.errors import BadInput
 from storage.search_text import MAX_RESULTS
 from storage.vector.base import ARCHIVAL
 
+log = logging.getLogger("memq.api")
 MAX_TAGS = 50
 
 
@@ -59,8 +61,8 @@ class ArchivalOps:
         if self.memory.semantic:
             try:
                 self.memory.index_passages(rows)
-            except Exception:  # noqa: BLE001 - the background indexer retries; text search finds it meanwhile
-                pass
+            except Exception as exc:  # noqa: BLE001 - the background indexer retries; words find it meanwhile
+                log.warning("passage of agent %s not indexed yet (%s)", agent_id, str(exc).splitlines()[0][:200])
         return rows
 
     def list(self, tenant: str, agent_id: str, **query: Any) -> list[Passage]:
@@ -75,8 +77,8 @@ class ArchivalOps:
         if self.memory.semantic:
             try:
                 self.memory.vectors.index().delete_points(ARCHIVAL, [passage_id])
-            except Exception:  # noqa: BLE001 - a stale point finds no row, so it is never shown
-                pass
+            except Exception as exc:  # noqa: BLE001 - a stale point finds no row, so it is never shown
+                log.warning("passage %s: vector not deleted (%s)", passage_id, str(exc).splitlines()[0][:200])
 
     def search(self, tenant: str, agent_id: str, q: SearchQuery) -> list[tuple[float | None, Passage]]:
         """The best top_k passages: by meaning (when an embedding model is set), then by words

@@ -37,9 +37,13 @@ def message_id(ref: str | None) -> int | None:
     """A message cursor (`message-<n>` or `<n>`); None stays None."""
     if ref is None or ref == "":
         return None
-    bare = _bare("message", ref)
+    return _int("message", ref)
+
+
+def _int(kind: str, ref: str) -> int:
+    bare = _bare(kind, ref)
     if not bare.isdigit():
-        raise NotFound(f"unknown message: {ref}")
+        raise NotFound(f"unknown {kind}: {ref}")
     return int(bare)
 
 
@@ -69,10 +73,7 @@ def batch_id(ref: str) -> str:
 
 def passage_id(ref: str) -> int:
     """A passage id (`passage-<n>` or `<n>`)."""
-    bare = _bare("passage", ref)
-    if not bare.isdigit():
-        raise NotFound(f"unknown passage: {ref}")
-    return int(bare)
+    return _int("passage", ref)
 
 
 def wire_schedule(stored: str) -> str:

@@ -137,6 +137,10 @@ def test_a_repeated_idempotency_key_answers_the_first_send(http):
              if m["message_type"] == "user_message"]
     assert users == ["once", "twice?"]
     assert len(http.get("/v1/runs/", params={"agent_id": aid}).json()) == 2
+    # and an over-long key is refused, naming it, with nothing queued
+    long = http.post(f"/v1/agents/{aid}/messages/async", json=_body("x"), headers={"Idempotency-Key": "k" * 300})
+    assert long.status_code == 422 and long.json()["detail"].startswith("Idempotency-Key:"), long.text
+    assert len(http.get("/v1/runs/", params={"agent_id": aid}).json()) == 2
 
 
 def test_batches_submit_status_results_and_cancel(http, other_key, server: ServeProcess):

@@ -114,7 +114,7 @@ class MessageCreate(BaseModel):
     # POSTed the finished run, signed (memq/api/callbacks.py); needs MEMQ_CALLBACK_SECRET on the server.
     callback_url: str | None = Field(default=None, max_length=2000)
     # memq's own: a repeated key answers the first send's run (also the Idempotency-Key header).
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=190)
 
     @model_validator(mode="after")
     def _supported(self) -> "MessageCreate":

@@ -24,12 +24,14 @@ from memq.constants import RunStatus
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
 # memq's own: a repeated key answers the first send's run instead of sending again.
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=190,
                                        description="a repeated key answers the first send's run")]
 
 
 def _send_options(body: MessageCreate, header_key: str | None) -> dict[str, Any]:
-    return {"idempotency_key": header_key or body.idempotency_key, "callback_url": body.callback_url}
+    key = header_key or body.idempotency_key
+    # Kept apart from the keys memq makes itself (a schedule's fires): a client cannot pre-empt one.
+    return {"idempotency_key": f"http:{key}" if key else None, "callback_url": body.callback_url}
 
 
 def _response(run: Any, rows: list[Any]) -> dict[str, Any]:

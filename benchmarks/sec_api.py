@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,26 @@ class HttpProc:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def _spied(b: Bench, pid: int, name: str) -> Iterator[None]:
+    """py-spy record (CPU: the GIL holder) of `pid` while the block runs (only with --profile DIR)."""
+    out_dir: Path | None = getattr(b, "profile_dir", None)
+    spy = Path(sys.executable).parent / "py-spy"
+    if out_dir is None or not spy.exists():
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format", "raw",
+                             "--output", str(out_dir / f"{name}.cpu.collapsed"), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 def _timed(fn: Any, n: int) -> list[float]:
@@ -168,7 +191,8 @@ def api(b: Bench) -> dict[str, Any]:
                     for i in range(PER_AGENT) for a in agents]
             # Ordered so that client k sends agent k's messages, one after another.
             cpu0, wcpu0 = cpu_s(serve.pid), cpu_s(b.worker.pid)
-            elapsed = _hammer(serve.url, headers, jobs, AGENTS)
+            with _spied(b, serve.pid, "api-serve"):
+                elapsed = _hammer(serve.url, headers, jobs, AGENTS)
             serve_cpu_ms, worker_cpu_ms = (cpu_s(serve.pid) - cpu0) * 1000, (cpu_s(b.worker.pid) - wcpu0) * 1000
             n = len(jobs)
             alone_s = _worker_alone(b, [a.removeprefix("agent-") for a in agents])

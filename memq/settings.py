@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # `memq serve`: the largest request body, and how long a blocking send waits for its run.
     api_max_body_bytes: int = 1_048_576
     api_wait_s: float = 300.0
+    # A waiting send wakes on the step's Redis notification; without one it re-reads its run
+    # this often. A key's lookup is kept this long (a revoked key stops working within it).
+    api_poll_s: float = 0.25
+    api_key_cache_s: float = 5.0
+    api_metrics_token: str | None = Field(default=None, repr=False)  # set: /metrics needs it as a bearer token
     # Callbacks of `create_async(callback_url=...)`: signed with this secret (HMAC-SHA256), posted
     # with this timeout, retried with exponential backoff up to this many attempts.
     callback_secret: str | None = Field(default=None, repr=False)

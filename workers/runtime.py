@@ -20,6 +20,7 @@ from workers.context import ContextBuilder
 from workers.history import HistoryCache
 from workers.llm import LLMClient
 from workers.ratelimit import RateLimiter
+from workers.run_events import RunEvents
 from workers.summarizer import Summarizer
 from workers.tokens import TokenCounter
 from workers.tools import Toolset
@@ -82,6 +83,7 @@ class Runtime:
     leases: LeaseKeeper
     worker_id: str
     history: HistoryCache = field(default_factory=HistoryCache)
+    run_events: RunEvents = field(default_factory=lambda: RunEvents(None))  # after-commit notices
 
     @classmethod
     def build(cls, settings: Settings, *, pool_size: int = 10, serve_vectors: bool = False) -> "Runtime":
@@ -107,6 +109,7 @@ class Runtime:
             leases=LeaseKeeper(db, settings.lease_s),
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             history=HistoryCache(settings.history_cache_agents),
+            run_events=RunEvents(settings.resolved_redis_url),
         )
 
     def warm_up(self) -> None:
@@ -121,4 +124,5 @@ class Runtime:
         self.leases.stop()
         self.llm.close()
         self.memory.vectors.close()
+        self.run_events.close()
         self.db.dispose()

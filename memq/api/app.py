@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from memq.api import errors
 from memq.api.deps import ApiState
+from memq.api.keycache import KeyCache
+from memq.api.metrics import ApiMetrics, MetricsMiddleware, metrics_endpoint
 from memq.api.middleware import RequestMiddleware
 from memq.api.ops import ApiOps
 from memq.api.routes import agents, archival, blocks, health, messages, native, runs, schedules
@@ -28,13 +30,22 @@ class _NoRing:
         return None
 
 
+# Database connections per process, split between the transaction and autocommit pools: enough
+# for every threadpool thread (anyio's 40) to hold one without opening and closing overflow ones.
+DB_POOL_SIZE = 40
+
+
 def _client(settings: Settings) -> Any:
     from memq.client import Client
     from workers.runtime import Runtime
 
+    rt = Runtime.build(settings, pool_size=DB_POOL_SIZE)
     if settings.embedded:
-        return Client(Runtime.build(settings), _NoRing())
-    return Client.connect(settings, in_process_worker=False)
+        return Client(rt, _NoRing())
+    from workers.celery_app import create_celery_app
+    from workers.doorbell import CeleryDoorbell
+
+    return Client(rt, CeleryDoorbell(create_celery_app(settings)))
 
 
 def _deliverer(settings: Settings, ops: ApiOps) -> Any:
@@ -58,10 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = _client(settings)
         ops = ApiOps(client)
-        watcher = RunWatcher(ops.run_states)
+        watcher = RunWatcher(ops.run_states, poll_s=settings.api_poll_s, redis_url=settings.resolved_redis_url)
         watcher.start()
+        keys = KeyCache(ops.tenant_for_key, settings.api_key_cache_s)
         app.state.memq = ApiState(ops=ops, watcher=watcher, default_system=BASE_SYSTEM_PROMPT,
-                                  wait_s=settings.api_wait_s)
+                                  wait_s=settings.api_wait_s, keys=keys)
         deliverer = _deliverer(settings, ops)
         try:
             yield
@@ -81,4 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.api_max_body_bytes)
+    metrics = ApiMetrics()
+    app.add_route("/metrics", metrics_endpoint(metrics, settings.api_metrics_token), include_in_schema=False)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: 413s and errors count too
     return app

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memq.api import ids
 from memq.api.errors import unauthorized
+from memq.api.keycache import KeyCache
 from memq.api.ops import ApiOps
 from memq.api.watcher import RunWatcher
 
@@ -24,6 +25,7 @@ class ApiState:
     watcher: RunWatcher
     default_system: str
     wait_s: float
+    keys: KeyCache
 
 
 def state(request: Request) -> ApiState:
@@ -36,13 +38,10 @@ async def tenant(request: Request, st: Annotated[ApiState, Depends(state)]) -> s
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    from storage.repository.tenants import tenant_for_key
-
-    def look_up() -> str | None:
-        with st.ops.db.autocommit() as s:
-            return tenant_for_key(s, key.strip())
-
-    found = await run_in_threadpool(look_up)
+    key = key.strip()
+    fresh, found = st.keys.cached(key)
+    if not fresh:
+        found = await run_in_threadpool(st.keys.look_up, key)
     if found is None:
         raise unauthorized("invalid or revoked API key")
     request.state.tenant = found

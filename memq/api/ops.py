@@ -64,6 +64,13 @@ class ApiOps:
             return str(exc).splitlines()[0][:200]
         return None
 
+    def tenant_for_key(self, key: str) -> str | None:
+        """The tenant of a live API key (None: unknown or revoked)."""
+        from storage.repository.tenants import tenant_for_key
+
+        with self.db.autocommit() as s:
+            return tenant_for_key(s, key)
+
     # -- agents ---------------------------------------------------------------------
     def create_agent(self, tenant: str, *, name: str, blocks: Sequence[BlockSpec] | None, model: str | None,
                      system: str | None, tags: list[str] | None) -> tuple[Agent, list[Any]]:

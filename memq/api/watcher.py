@@ -1,10 +1,13 @@
 """Waiting for runs without a thread per waiter.
 
-One asyncio task per API process watches every run some request waits on: each
-tick it reads (status, steps) of all of them in one indexed query (on a
-threadpool thread) and wakes the waiters whose run changed. A thousand blocking
-sends cost one query per tick, not a thousand pollers; the tick is short while
-anyone waits and the task sleeps when nobody does.
+One asyncio task per API process watches every run some request waits on: it
+reads (status, steps) of all of them in one indexed query (on a threadpool
+thread) and wakes the waiters whose run changed. It reads when a waiter arrives,
+when a step announces a commit of a watched run (Redis pub/sub on
+RUN_EVENTS_CHANNEL, published by workers/run_events.py), and otherwise every
+poll_s as the fallback (every 20 ms at most while the subscription is down or
+there is no Redis). A thousand blocking sends cost one query per wake-up, not a
+thousand pollers; the task sleeps when nobody waits.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from memq.constants import RunStatus
+from memq.constants import RUN_EVENTS_CHANNEL, RunStatus
 
 log = logging.getLogger("memq.api.watcher")
 
+FALLBACK_POLL_S = 0.02  # the poll while no run events arrive (Redis down or absent)
 State = tuple[str, int]  # (status, steps)
 Reader = Callable[[list[str]], dict[str, State]]
 
@@ -31,29 +35,40 @@ class _Watch:
 
 
 class RunWatcher:
-    def __init__(self, read_states: Reader, tick_s: float = 0.005) -> None:
+    def __init__(self, read_states: Reader, poll_s: float = 0.25, redis_url: str | None = None) -> None:
         self._read = read_states
-        self.tick_s = tick_s
+        self.poll_s = poll_s
+        self.redis_url = redis_url
+        self.subscribed = False
         self._watches: dict[str, list[_Watch]] = {}
         self._someone_waits = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="memq-run-watcher")
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._loop(), name="memq-run-watcher"))
+        if self.redis_url:
+            self._tasks.append(loop.create_task(self._listen(), name="memq-run-events"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
+
+    @property
+    def tick_s(self) -> float:
+        return self.poll_s if self.subscribed else min(self.poll_s, FALLBACK_POLL_S)
 
     async def wait_change(self, run_id: str, state: State, timeout_s: float) -> State:
         """The run's state once it differs from `state` (or `state` after timeout_s)."""
         watch = _Watch(state)
         self._watches.setdefault(run_id, []).append(watch)
         self._someone_waits.set()
+        self._poke.set()  # read it now: the run may have moved before anyone watched it
         try:
             await asyncio.wait_for(watch.changed.wait(), timeout=max(0.0, timeout_s))
         except asyncio.TimeoutError:
@@ -81,6 +96,7 @@ class RunWatcher:
             if not self._watches:
                 self._someone_waits.clear()
                 await self._someone_waits.wait()
+            self._poke.clear()  # before the read: a commit announced during it reads again
             ids = list(self._watches)
             try:
                 states = await run_in_threadpool(self._read, ids)
@@ -93,4 +109,32 @@ class RunWatcher:
                     if state != watch.state:
                         watch.state = state
                         watch.changed.set()
-            await asyncio.sleep(self.tick_s)
+            try:
+                await asyncio.wait_for(self._poke.wait(), timeout=self.tick_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _listen(self) -> None:
+        """Poke the loop when a step commits for a watched run; resubscribe after Redis drops."""
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(RUN_EVENTS_CHANNEL)
+                    self.subscribed = True
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message" and message["data"].decode() in self._watches:
+                            self._poke.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: poll meanwhile, retry
+                if self.subscribed:
+                    log.warning("run events unavailable (%s); polling every %.2f s", exc, min(self.poll_s,
+                                                                                         FALLBACK_POLL_S))
+            finally:
+                self.subscribed = False
+                self._poke.set()  # anything announced while unsubscribed is read now
+                await client.aclose()
+            await asyncio.sleep(1.0)

@@ -42,7 +42,11 @@ def test_a_revoked_key_is_refused_from_then_on(server: ServeProcess, serve_env):
     # when it is revoked by its prefix
     out = memq_cli(serve_env, "key", "revoke", made["prefix"], "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["revoked_at"], out.stderr
-    # then it gets 401, and the key list shows it without its text
+    # then it gets 401 once the server's key cache lets it go (MEMQ_API_KEY_CACHE_S, 5 s; the bound
+    # itself is tests/api/test_api_ops.py's), and the key list shows it without its text
+    deadline = time.monotonic() + 6.0
+    while httpx.get(f"{server.url}/v1/agents/", headers=headers).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert httpx.get(f"{server.url}/v1/agents/", headers=headers).status_code == 401
     listed = memq_cli(serve_env, "key", "list", "--tenant", "shortlived", "--json")
     assert made["key"] not in listed.stdout and json.loads(listed.stdout)["keys"][0]["id"] == made["id"]

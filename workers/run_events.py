@@ -1,0 +1,45 @@
+"""A step tells waiters that its run moved: one Redis PUBLISH of the run id on
+RUN_EVENTS_CHANNEL, after the step's commit. Best effort: Postgres stays the truth,
+a waiter that misses the message finds the change on its next poll. Without Redis
+(embedded mode, an AMQP broker and no MEMQ_REDIS_URL) nothing is published."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from memq.constants import RUN_EVENTS_CHANNEL
+
+log = logging.getLogger("memq.run_events")
+RETRY_AFTER_FAILURE_S = 5.0  # after a failed publish, skip publishing this long (never slow a step)
+
+
+class RunEvents:
+    def __init__(self, redis_url: str | None) -> None:
+        self.redis_url = redis_url
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._failed_at = 0.0
+
+    def _redis(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import redis
+
+                self._client = redis.Redis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            return self._client
+
+    def publish(self, run_id: str) -> None:
+        if not self.redis_url or time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
+            return
+        try:
+            self._redis().publish(RUN_EVENTS_CHANNEL, run_id)
+        except Exception as exc:  # noqa: BLE001 - a waiter's poll finds the change anyway
+            self._failed_at = time.monotonic()
+            log.warning("run event for %s not published (%s); waiters fall back to polling", run_id, exc)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -189,7 +189,7 @@ def bench_ingest(pages: int) -> dict:
 # -- 2. archival search at scale --------------------------------------------------------
 
 
-def bench_search(passages: int, queries: int) -> dict:
+def bench_search(passages: int, queries: int, build: bool = True, stream_steps: int = 60) -> dict:
     from datetime import datetime, timezone
 
     from sqlalchemy import insert, update
@@ -203,8 +203,10 @@ def bench_search(passages: int, queries: int) -> dict:
     llm = ScriptedLLM().start()
     settings = Settings(home=home, database_url=None, broker_url=None, qdrant_url=None,
                         embedding_model="openai/scripted-embed", embedding_api_base=llm.url,
-                        embedding_api_key="k", embedding_dim=384, qdrant_path=str(home / "qdrant"))
+                        embedding_api_key="k", embedding_dim=384, qdrant_path=str(home / "qdrant"),
+                        llm_model="openai/scripted", llm_api_base=llm.url, llm_api_key="k")
     c = connect(settings)
+    indexed: dict = {}
     try:
         agent_id = c.create_agent("archivist").id
 
@@ -226,6 +228,8 @@ def bench_search(passages: int, queries: int) -> dict:
         vectors_s = time.perf_counter() - t0
 
         index = c.rt.memory.vectors.index()
+        if hasattr(index, "start_index_builder"):
+            index.start_index_builder().stop()  # the build below is timed on its own
         created = now.timestamp()
         t0 = time.perf_counter()
         for start in range(0, passages, 1_000):
@@ -255,6 +259,15 @@ def bench_search(passages: int, queries: int) -> dict:
             e2e_ms.append((time.perf_counter() - t0) * 1000)
             totals.append(doc["total"])
         emb_requests = len(llm.embedding_requests())
+        if build and hasattr(index, "start_index_builder"):
+            from benchmarks.memory_index import build_during_steps, summary, timed_searches
+
+            others = [c.create_agent(f"other-{k}").id for k in range(3)]
+            indexed = build_during_steps(c, index, ARCHIVAL, others, stream_steps)
+            indexed["index_info"] = index.info().get(ARCHIVAL, {})
+            indexed["bare"] = summary(timed_searches(lambda v: index.search(ARCHIVAL, agent_id, v, 50), qvecs))
+            indexed["e2e"] = summary(timed_searches(lambda q: c.archival_search(agent_id, q), qtexts))
+            indexed["loadavg"] = loadavg()
     finally:
         close(c)
         llm.stop()
@@ -269,8 +282,25 @@ def bench_search(passages: int, queries: int) -> dict:
         "baseline_index_search_p95_ms": round(pct(bare_ms, 0.95), 2),
         "baseline_index_search_mean_ms": round(statistics.mean(bare_ms), 2),
         "mean_results_per_search": round(statistics.mean(totals), 1),
-        "embedding_requests": emb_requests,
+        "embedding_requests": emb_requests, "indexed": indexed,
     }
+
+
+def print_indexed(srch: dict) -> None:
+    ix = srch["indexed"]
+    b = ix["build"] or {}
+    print(f"\n  HNSW build in a child process (loadavg {ix['loadavg']}): {b or ix['build_error']}")
+    print(f"    owner CPU during the build {ix['owner_cpu_during_build_s']} s, child CPU {ix['child_cpu_s']} s, "
+          f"longest stall of an owner thread {ix['owner_thread_max_stall_ms']} ms; index {ix['index_info']}")
+    for label, key in (("before the build (baseline)", "steps_before_build"), ("during the build", "steps_during_build"),
+                       ("after the build", "steps_after_build")):
+        r = ix[key]
+        print(f"    steps of 3 other agents through the owner, {label}: n={r['n']} p50 {r['p50_ms']} ms, "
+              f"p95 {r['p95_ms']} ms")
+    print(f"    after the build: EdgeIndex.search p50 {ix['bare']['p50_ms']} ms, p95 {ix['bare']['p95_ms']} ms "
+          f"(baseline before it: p50 {srch['baseline_index_search_p50_ms']} ms)")
+    print(f"    after the build: Client.archival_search end to end p50 {ix['e2e']['p50_ms']} ms, "
+          f"p95 {ix['e2e']['p95_ms']} ms (baseline before it: p50 {srch['search_e2e_p50_ms']} ms)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passages", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--no-build", action="store_true", help="skip the HNSW build and the steps beside it")
+    ap.add_argument("--stream-steps", type=int, default=60, help="steps in each baseline stream beside the build")
+    ap.add_argument("--skip-ingest", action="store_true", help="only the archival search part")
     args = ap.parse_args(argv)
 
     import torch
@@ -289,21 +322,23 @@ def main(argv: list[str] | None = None) -> None:
           f"(threads={machine['torch_threads']}) loadavg={machine['loadavg_start']}", flush=True)
 
     t_all = time.perf_counter()
-    ing = bench_ingest(args.pages)
-    print(f"\ningestion ({ing['pages']}-page PDF, {ing['pdf_bytes'] // 1024} KiB, local/all-MiniLM-L6-v2, SQLite + qdrant-edge)")
-    print(f"  model load+warm-up (not timed below): {ing['model_load_s']} s")
-    for label, key in (("embedded Client (background indexer on)", "with_background_indexer"),
-                       ("background indexer stopped", "without_background_indexer")):
-        r = ing[key]
-        print(f"  Client.ingest end to end, {label}: {r['ingest_s']} s -> {r['pages_per_s']} pages/s, "
-              f"{r['chunks_per_s']} chunks/s; texts embedded per thread {r['texts_embedded_by_thread']}")
-    print(f"  ({ing['chunks']} chunks, mean {ing['mean_chunk_chars']} chars)")
-    print(f"  baseline Embedder.embed of the same chunks: {ing['baseline_embed_s']} s -> "
-          f"{ing['baseline_embed_chunks_per_s']} chunks/s")
-    print(f"  overhead beyond embedding: {ing['overhead_beyond_embedding_s']} s with the indexer on, "
-          f"{ing['overhead_beyond_embedding_without_indexer_s']} s with it stopped", flush=True)
+    ing: dict = {}
+    if not args.skip_ingest:
+        ing = bench_ingest(args.pages)
+        print(f"\ningestion ({ing['pages']}-page PDF, {ing['pdf_bytes'] // 1024} KiB, local/all-MiniLM-L6-v2, SQLite + qdrant-edge)")
+        print(f"  model load+warm-up (not timed below): {ing['model_load_s']} s")
+        for label, key in (("embedded Client (background indexer on)", "with_background_indexer"),
+                           ("background indexer stopped", "without_background_indexer")):
+            r = ing[key]
+            print(f"  Client.ingest end to end, {label}: {r['ingest_s']} s -> {r['pages_per_s']} pages/s, "
+                  f"{r['chunks_per_s']} chunks/s; texts embedded per thread {r['texts_embedded_by_thread']}")
+        print(f"  ({ing['chunks']} chunks, mean {ing['mean_chunk_chars']} chars)")
+        print(f"  baseline Embedder.embed of the same chunks: {ing['baseline_embed_s']} s -> "
+              f"{ing['baseline_embed_chunks_per_s']} chunks/s")
+        print(f"  overhead beyond embedding: {ing['overhead_beyond_embedding_s']} s with the indexer on, "
+              f"{ing['overhead_beyond_embedding_without_indexer_s']} s with it stopped", flush=True)
 
-    srch = bench_search(args.passages, args.queries)
+    srch = bench_search(args.passages, args.queries, build=not args.no_build, stream_steps=args.stream_steps)
     print(f"\narchival search (one agent, {srch['passages']} passages, embedded qdrant-edge, dim 384)")
     print(f"  rows bulk insert (SQLite): {srch['rows_insert_s']} s; hashed vectors generated: {srch['vectors_gen_s']} s")
     print(f"  upsert {srch['passages']} points (batches of 1000): {srch['upsert_s']} s -> "
@@ -314,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  baseline EdgeIndex.search alone, limit 50: p50 {srch['baseline_index_search_p50_ms']} ms, "
           f"p95 {srch['baseline_index_search_p95_ms']} ms (mean {srch['baseline_index_search_mean_ms']} ms)")
 
+    if srch["indexed"]:
+        print_indexed(srch)
     machine["loadavg_end"] = loadavg()
     total_s = round(time.perf_counter() - t_all, 1)
     print(f"\ntotal {total_s} s; loadavg at end {machine['loadavg_end']}")

@@ -151,6 +151,8 @@ class VectorAccess:
             try:
                 self._index = open_local(self.settings)
                 self._owned = True
+                if hasattr(self._index, "start_index_builder"):  # embedded: HNSW built in a child
+                    self._index.start_index_builder()
             except VectorStoreLocked:
                 if self._index is None:
                     self._index = ProxyIndex(self.db)

@@ -229,7 +229,9 @@ class IndexBuilder:
             built = json.loads(out.decode().strip().splitlines()[-1])
             t_child = time.perf_counter() - t0 - t_export
             export.unlink()
+            t_adopt = time.perf_counter()
             replayed = self.index.adopt(name, dest)
+            t_adopt = time.perf_counter() - t_adopt
         except BaseException:
             self.index.end_log(name)
             shutil.rmtree(work, ignore_errors=True)
@@ -239,7 +241,7 @@ class IndexBuilder:
         shutil.rmtree(work, ignore_errors=True)
         self._built_points[name] = self.index.collection_info(name)["points"]
         record = {"collection": name, "exported": exported, **built, "replayed_writes": replayed,
-                  "export_s": round(t_export, 2), "child_s": round(t_child, 2),
+                  "export_s": round(t_export, 2), "child_s": round(t_child, 2), "adopt_s": round(t_adopt, 3),
                   "total_s": round(time.perf_counter() - t0, 2)}
         self.builds.append(record)
         log.info("built the %s index: %s", name, record)

@@ -2,21 +2,21 @@
 
 Every check has its own timeout (at most ``CHECK_TIMEOUT_S``) and all of them run
 at once on daemon threads, so a black-holed host costs the command a few
-seconds, never a hang. ``queue_depths`` is shared with the worker's metrics.
+seconds, never a hang. Queue depths come from workers/queues.py, shared with the worker's metrics.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from memq.constants import ALL_QUEUES
 from memq.logging_setup import URL_PASSWORD
 from memq.settings import Settings
+from workers.queues import broker_kind, queue_depths, redis_client
 
 CHECK_TIMEOUT_S = 3.0
 # A loaded database answers slowly but is not down: it gets longer, and a slow
@@ -27,11 +27,6 @@ PING_TIMEOUT_S = 1.0
 
 UP, DOWN, WARN = "up", "down", "warn"
 NOT_CHECKED, EMBEDDED, SKIPPED = "not checked", "embedded", "skipped"
-
-# kombu's Redis transport keeps a queue's prioritised messages in sibling lists.
-_REDIS_PRIORITY_SEP = "\x06\x16"
-_REDIS_PRIORITY_STEPS = (3, 6, 9)
-
 
 def mask(url: str | None) -> str | None:
     if url is None:
@@ -69,71 +64,6 @@ def _error(exc: BaseException) -> str:
 
 
 # -- the broker -----------------------------------------------------------------
-def broker_kind(url: str) -> str:
-    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
-    if scheme in ("redis", "rediss"):
-        return "redis"
-    if scheme in ("amqp", "amqps", "pyamqp", "librabbitmq"):
-        return "amqp"
-    return scheme
-
-
-_redis_clients: dict[str, Any] = {}
-_redis_lock = threading.Lock()
-
-
-def _redis(url: str, timeout_s: float) -> Any:
-    """One client (and connection pool) per URL and timeout, reused across scrapes."""
-    import redis
-
-    key = f"{url}|{timeout_s}"
-    with _redis_lock:
-        client = _redis_clients.get(key)
-        if client is None:
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry_on_timeout=False
-            )
-            _redis_clients[key] = client
-        return client
-
-
-def queue_depths(broker_url: str, queues: Sequence[str] = ALL_QUEUES, timeout_s: float = 2.0) -> dict[str, int]:
-    """Messages waiting in each queue: Redis ``LLEN`` (priorities included), AMQP passive declare."""
-    kind = broker_kind(broker_url)
-    if kind == "redis":
-        client = _redis(broker_url, timeout_s)
-        pipe = client.pipeline(transaction=False)
-        for q in queues:
-            pipe.llen(q)
-            for pri in _REDIS_PRIORITY_STEPS:
-                pipe.llen(f"{q}{_REDIS_PRIORITY_SEP}{pri}")
-        counts = pipe.execute()
-        per = 1 + len(_REDIS_PRIORITY_STEPS)
-        return {q: int(sum(counts[i * per:(i + 1) * per])) for i, q in enumerate(queues)}
-    if kind == "amqp":
-        from kombu import Connection
-
-        depths: dict[str, int] = {}
-        with Connection(broker_url, connect_timeout=timeout_s) as conn:
-            conn.connect()
-            for q in queues:
-                channel = conn.channel()
-                try:
-                    _, count, _ = channel.queue_declare(queue=q, passive=True)
-                    depths[q] = int(count)
-                except Exception as exc:  # noqa: BLE001 - a queue not declared yet is empty
-                    if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
-                        raise
-                    depths[q] = 0
-                finally:
-                    try:
-                        channel.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-        return depths
-    raise ValueError(f"queue depth is not supported for {kind}:// brokers")
-
-
 def check_broker(settings: Settings) -> Check:
     if settings.embedded:
         return Check(EMBEDDED, detail="no broker: steps run in-process (embedded mode)")
@@ -143,7 +73,7 @@ def check_broker(settings: Settings) -> Check:
     try:
         kind = broker_kind(url)
         if kind == "redis":
-            _redis(url, 2.0).ping()
+            redis_client(url, 2.0).ping()
         elif kind == "amqp":
             from kombu import Connection
 

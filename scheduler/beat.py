@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timezone
 
 from memq.constants import EventType, Queue
-from memq.limits import check_message_fits
+from workers.limits import check_message_fits
 from scheduler.reconciler import reconcile_once
 from scheduler.timing import MissedPolicy, ScheduleKind, Spec, due_fires
 from storage import repository as repo

@@ -195,7 +195,7 @@ class QueueDepthCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from memq.health import queue_depths
+        from workers.queues import queue_depths
 
         up = GaugeMetricFamily("memq_broker_up", "1 when the broker answered the last queue-depth read.")
         depth = GaugeMetricFamily("memq_queue_depth", "Messages waiting in each broker queue "

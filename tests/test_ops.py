@@ -96,7 +96,7 @@ def test_deploy_files_validate_offline():
         pytest.skip("no compose tool could be installed here (needs root and apt-get): " + done.stderr.strip())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: deploy/compose.yaml" in done.stdout
-    assert "ok: 6 manifests in deploy/k8s" in done.stdout
+    assert "ok: 7 manifests in deploy/k8s" in done.stdout
 
 
 def _seconds(value) -> float:

@@ -155,9 +155,10 @@ class ApiOps:
         return run
 
     def run_states(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
-        """(status, steps) of each run: the run watcher's one query per tick."""
-        with self.db.autocommit() as s:
-            rows = s.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(run_ids)))
+        """(status, steps) of each run: the run watcher's one query per wake-up (a Core
+        statement on a pooled autocommit connection: no ORM session to build)."""
+        with self.db.autocommit_engine.connect() as conn:
+            rows = conn.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(run_ids)))
             return {r[0]: (r[1], r[2]) for r in rows}
 
     def run(self, tenant: str, run_id: str) -> Run:

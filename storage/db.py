@@ -27,7 +27,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def normalize_url(url: str) -> str:
-    """Send plain ``postgresql://`` URLs to psycopg 3, the driver memq installs."""
+    """Send plain ``postgresql://`` URLs to psycopg 3, the driver memq installs; psycopg's own
+    options (``?prepare_threshold=none``, storage/pgurl.py) are left to ``Database``."""
+    from storage.pgurl import split_driver_options
+
+    url = split_driver_options(url)[0]
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
@@ -86,6 +90,9 @@ class Database:
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         check_database_url(url)
+        from storage.pgurl import split_driver_options
+
+        self.driver_options = split_driver_options(url)[1]  # e.g. no prepared statements behind PgBouncer
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
@@ -122,6 +129,7 @@ class Database:
             # the first statement fails, SQLAlchemy drops the whole pool, and the
             # step is retried (steps are idempotent).
             pool_recycle=1800,
+            connect_args=self.driver_options,
             **options,
         )
 

@@ -38,5 +38,8 @@ def connect(url: str, timeout_s: float = 10.0) -> Any:
     """An autocommit connection; ``with conn.transaction():`` groups statements."""
     import psycopg
 
+    from storage.pgurl import split_driver_options
+
+    url, options = split_driver_options(url)  # e.g. ?prepare_threshold=none behind PgBouncer
     return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=int(timeout_s),
-                           row_factory=_row_factory)
+                           row_factory=_row_factory, **options)

@@ -64,6 +64,18 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (a supervisor and its workers)."""
+    total = cpu_s(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += tree_cpu_s(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
+
+
 def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -231,13 +243,13 @@ class WorkerProc:
     def pid(self) -> int:
         return self.proc.pid
 
-    def wait_ready(self, timeout_s: float = 90.0) -> float:
-        """Seconds from spawn to " ready." in the log."""
+    def wait_ready(self, timeout_s: float = 90.0, readies: int = 1) -> float:
+        """Seconds from spawn to ``readies`` lines with " ready." in the log (one per worker process)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.tail()}")
-            if b" ready." in self.log_path.read_bytes():
+            if self.log_path.read_bytes().count(b" ready.") >= readies:
                 self.ready_s = time.perf_counter() - self.spawned
                 return self.ready_s
             time.sleep(0.01)
@@ -268,9 +280,9 @@ def base_env() -> dict[str, str]:
 
 
 def memq_worker(env: dict[str, str], log_path: Path, concurrency: int, loglevel: str = "INFO",
-                queues: str | None = None) -> WorkerProc:
+                queues: str | None = None, processes: int = 1) -> WorkerProc:
     cmd = [sys.executable, "-m", "memq.cli.main", "worker", "--loglevel", loglevel,
-           "--concurrency", str(concurrency)]
+           "--concurrency", str(concurrency), "--processes", str(processes)]
     if queues:
         cmd += ["--queues", queues]
     return WorkerProc(cmd, env, log_path)

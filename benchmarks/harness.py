@@ -45,6 +45,8 @@ class Bench:
     worker_loglevel: str = "INFO"
     worker_queues: str | None = None  # None: every queue
     extra_worker_queues: list[str] = field(default_factory=list)  # one more worker per entry
+    worker_processes: int = 1  # the main worker's --processes
+    broker_url: str | None = None  # None: an empty db index of the shared Redis
     rows: list[Row] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     worker_facts: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +55,7 @@ class Bench:
     def start(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="memq-bench-"))
         self.db = BenchDatabase()
-        self.redis_url = pick_redis_db()
+        self.redis_url = self.broker_url or pick_redis_db()
         self.llm = LLMServer(latency_ms=0)
         self.memq_env = base_env()
         self.memq_env.update(
@@ -81,14 +83,15 @@ class Bench:
             **{k.removeprefix("MEMQ_").lower(): v for k, v in self.memq_env.items() if k.startswith("MEMQ_")}
         )
         self.worker: WorkerProc | None = memq_worker(
-            self.memq_env, self.tmp / "worker.log", WORKER_CONCURRENCY, self.worker_loglevel, self.worker_queues
+            self.memq_env, self.tmp / "worker.log", WORKER_CONCURRENCY, self.worker_loglevel, self.worker_queues,
+            processes=self.worker_processes,
         )
         self.extra_workers = [
             memq_worker(self.memq_env, self.tmp / f"worker-{q.replace(',', '-')}.log", WORKER_CONCURRENCY,
                         self.worker_loglevel, q)
             for q in self.extra_worker_queues
         ]
-        self.worker_facts["ready_s"] = self.worker.wait_ready()
+        self.worker_facts["ready_s"] = self.worker.wait_ready(readies=self.worker_processes)
         for extra in self.extra_workers:
             extra.wait_ready()
         self.worker_facts["pid"] = self.worker.pid

@@ -90,6 +90,6 @@ class CallbackStatus(StrEnum):
 # The header of a callback's signature: "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
 CALLBACK_SIGNATURE_HEADER = "X-Memq-Signature"
 
-# Redis pub/sub channel: a step committed for a run (message: the run id). Best effort,
+# Redis pub/sub channel: a step committed for a run ("<run id> <status> <steps>"). Best effort,
 # published after the commit; `memq serve` wakes its waiters on it and polls as a fallback.
 RUN_EVENTS_CHANNEL = "memq:run-events"

@@ -1,5 +1,5 @@
-"""A step tells waiters that its run moved: one Redis PUBLISH of the run id on
-RUN_EVENTS_CHANNEL, after the step's commit. Best effort: Postgres stays the truth,
+"""A step tells waiters that its run moved: one Redis PUBLISH on RUN_EVENTS_CHANNEL
+after the step's commit, "<run id> <status> <steps>" (what the commit wrote). Best effort: Postgres stays the truth,
 a waiter that misses the message finds the change on its next poll. Without Redis
 (embedded mode, an AMQP broker and no MEMQ_REDIS_URL) nothing is published."""
 
@@ -31,11 +31,11 @@ class RunEvents:
                 self._client = redis.Redis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
             return self._client
 
-    def publish(self, run_id: str) -> None:
+    def publish(self, run_id: str, status: str, steps: int) -> None:
         if not self.redis_url or time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
             return
         try:
-            self._redis().publish(RUN_EVENTS_CHANNEL, run_id)
+            self._redis().publish(RUN_EVENTS_CHANNEL, f"{run_id} {status} {steps}")
         except Exception as exc:  # noqa: BLE001 - a waiter's poll finds the change anyway
             self._failed_at = time.monotonic()
             log.warning("run event for %s not published (%s); waiters fall back to polling", run_id, exc)

@@ -456,5 +456,5 @@ def _commit(
             },
             journal=journal,
         ))
-    rt.run_events.publish(run.id)  # after the commit: wakes `memq serve`'s waiters (best effort)
+    rt.run_events.publish(run.id, outcome.status.value, run.steps + 1)  # after the commit: wakes API waiters
     return StepRecord(**journal), passages, active_run_id is not None or inbox_waits

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from memq.api.errors import unavailable
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.limits import check_message_fits
+from memq.quick.client import QUICK_MAX_CHARS
 from storage import repository as repo
 from storage.models import Agent, MemoryBlock, Message, Run
 from storage.repository import blocks as block_repo
@@ -139,7 +140,8 @@ class ApiOps:
             raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
         with self.db.transaction() as s:
             agent = repo.get_agent(s, agent_id, tenant_id=tenant)
-            check_message_fits(self.settings, s, agent, text_)  # what can never fit its window (memq/limits.py)
+            if len(text_) > QUICK_MAX_CHARS:  # shorter text fits any window a step can run in (memq/quick)
+                check_message_fits(self.settings, s, agent, text_)  # what can never fit its window (memq/limits.py)
             run, created = repo.enqueue_message(s, agent_id, text_, max_chars=self.settings.max_message_chars,
                                                 idempotency_key=idempotency_key)
             if created and callback_url is not None:
@@ -166,7 +168,9 @@ class ApiOps:
             return repo.get_run(s, run_id, tenant_id=tenant)
 
     def run_messages(self, tenant: str, run_id: str, after: int | None = None) -> tuple[Run, list[Message]]:
-        with self.db.transaction() as s:
+        # Autocommit (no BEGIN/COMMIT round trips): the messages, read after the run, hold at
+        # least what the run's status says was committed.
+        with self.db.autocommit() as s:
             run = repo.get_run(s, run_id, tenant_id=tenant)
             return run, pages.run_messages(s, run_id, after=after)
 

@@ -1,13 +1,14 @@
 """Waiting for runs without a thread per waiter.
 
-One asyncio task per API process watches every run some request waits on: it
-reads (status, steps) of all of them in one indexed query (on a threadpool
-thread) and wakes the waiters whose run changed. It reads when a waiter arrives,
-when a step announces a commit of a watched run (Redis pub/sub on
-RUN_EVENTS_CHANNEL, published by workers/run_events.py), and otherwise every
-poll_s as the fallback (every 20 ms at most while the subscription is down or
-there is no Redis). A thousand blocking sends cost one query per wake-up, not a
-thousand pollers; the task sleeps when nobody waits.
+One asyncio task per API process watches every run some request waits on. A
+step's commit announces the run's new state on Redis ("<run id> <status>
+<steps>" on RUN_EVENTS_CHANNEL, published by workers/run_events.py): the
+waiters of that run wake at once with it, without a database read. As the
+fallback the task reads (status, steps) of every watched run in one indexed
+query (on a threadpool thread) when a waiter arrives and every poll_s after
+(every 20 ms at most while the subscription is down or there is no Redis).
+A thousand blocking sends cost one query per poll, not a thousand pollers;
+the task sleeps when nobody waits.
 """
 
 from __future__ import annotations
@@ -114,6 +115,23 @@ class RunWatcher:
             except asyncio.TimeoutError:
                 pass
 
+    def _announced(self, data: str) -> None:
+        """A step's commit: "<run id> <status> <steps>" wakes the run's waiters without a read."""
+        run_id, _, rest = data.partition(" ")
+        watches = self._watches.get(run_id)
+        if not watches:
+            return
+        status, _, steps = rest.partition(" ")
+        if status not in RunStatus.__members__.values() or not steps.isdigit():
+            self._poke.set()  # a message this process cannot read: read the run instead
+            return
+        state = (status, int(steps))
+        for watch in watches:
+            # Publishes of two workers may arrive out of order: never step back.
+            if state != watch.state and state[1] >= watch.state[1]:
+                watch.state = state
+                watch.changed.set()
+
     async def _listen(self) -> None:
         """Poke the loop when a step commits for a watched run; resubscribe after Redis drops."""
         import redis.asyncio as aioredis
@@ -125,8 +143,8 @@ class RunWatcher:
                     await pubsub.subscribe(RUN_EVENTS_CHANNEL)
                     self.subscribed = True
                     async for message in pubsub.listen():
-                        if message.get("type") == "message" and message["data"].decode() in self._watches:
-                            self._poke.set()
+                        if message.get("type") == "message":
+                            self._announced(message["data"].decode(errors="replace"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis restarting: poll meanwhile, retry

@@ -96,7 +96,7 @@ def test_deploy_files_validate_offline():
         pytest.skip("no compose tool could be installed here (needs root and apt-get): " + done.stderr.strip())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: deploy/compose.yaml" in done.stdout
-    assert "ok: 7 manifests in deploy/k8s" in done.stdout
+    assert "ok: 8 manifests in deploy/k8s" in done.stdout
 
 
 def _seconds(value) -> float:
@@ -126,6 +126,24 @@ def test_stop_grace_outlasts_the_longest_step():
     for name in ("worker-interactive", "worker-batch", "worker-schedule"):
         assert _seconds(compose["services"][name]["stop_grace_period"]) > longest
         assert compose["services"][name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_the_fleet_reaches_postgres_through_pgbouncer_with_one_process_per_pod():
+    # given the shipped manifests and compose file
+    docs = [d for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "memq-secrets")
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    # then memq's URL names PgBouncer, without server-side prepared statements (transaction mode)
+    for url in (secret["stringData"]["MEMQ_DATABASE_URL"], compose["x-memq"]["environment"]["MEMQ_DATABASE_URL"]):
+        assert ":6432/" in url and url.endswith("?prepare_threshold=none"), url
+    pooler = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "memq-pgbouncer")
+    env = {e["name"]: e["value"] for e in pooler["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["POOL_MODE"] == compose["services"]["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    # and every worker pod runs one process (it may see every core of its node)
+    workers = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("memq-worker-")]
+    for w in workers:
+        args = w["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--processes") + 1] == "1", w["metadata"]["name"]
 
 
 # -- Flower ---------------------------------------------------------------------------

@@ -291,11 +291,14 @@ def print_indexed(srch: dict) -> None:
     b = ix["build"] or {}
     print(f"\n  HNSW build in a child process (loadavg {ix['loadavg']}): {b or ix['build_error']}")
     print(f"    owner CPU during the build {ix['owner_cpu_during_build_s']} s, child CPU {ix['child_cpu_s']} s, "
-          f"longest stall of an owner thread {ix['owner_thread_max_stall_ms']} ms; index {ix['index_info']}")
-    for label, key in (("before the build (baseline)", "steps_before_build"), ("during the build", "steps_during_build"),
+          f"longest stall of an owner thread {ix['owner_thread_max_stall_ms']} ms "
+          f"({ix['owner_thread_max_stall_at_s']} s into the build); index {ix['index_info']}")
+    for label, key in (("before the build", "steps_before_build"), ("during the build, all", "steps_during_build"),
+                       (f"during it, child building ({ix['window_s']:.0f}-s windows)", "steps_child_building"),
+                       ("during it, child held (SIGSTOP; same-time baseline)", "steps_child_held"),
                        ("after the build", "steps_after_build")):
         r = ix[key]
-        print(f"    steps of 3 other agents through the owner, {label}: n={r['n']} p50 {r['p50_ms']} ms, "
+        print(f"    steps of 3 other agents through the owner (one run / 50 ms), {label}: n={r['n']} p50 {r['p50_ms']} ms, "
               f"p95 {r['p95_ms']} ms")
     print(f"    after the build: EdgeIndex.search p50 {ix['bare']['p50_ms']} ms, p95 {ix['bare']['p95_ms']} ms "
           f"(baseline before it: p50 {srch['baseline_index_search_p50_ms']} ms)")

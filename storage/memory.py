@@ -80,12 +80,15 @@ class MemoryStore:
         return len(points)
 
     def archival_search(self, agent_id: str, query: str, page: int = 0) -> SearchPage:
+        # embedded and searched before the transaction: no connection held across the HTTP call
+        hits = self.vectors.index().search(ARCHIVAL, agent_id, self.embedder.embed_one(query),
+                                           MAX_RESULTS) if self.semantic else []
         with self.db.transaction() as s:
-            found: list[tuple[float | None, Passage]] = []
+            found: list[tuple[float | None, Any]] = []  # Passage rows or plain rows
             notes: list[str] = []
             if self.semantic:
-                hits = self.vectors.index().search(ARCHIVAL, agent_id, self.embedder.embed_one(query), MAX_RESULTS)
-                rows = {p.id: p for p in s.scalars(select(Passage).where(
+                rows = {p.id: p for p in s.execute(select(  # plain rows: no ORM objects to build
+                    Passage.id, Passage.created_at, Passage.source, Passage.text).where(
                     Passage.agent_id == agent_id, Passage.id.in_([h.row_id for h in hits])))}
                 # a similarity of 0 or less says nothing in common
                 found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]

@@ -22,9 +22,11 @@ HNSW graph; an agent with 20k points of its own: ~4.5 ms p50.
 run (every other thread of the process stalls: a ticker thread ticked twice in
 35 s) and took 25 s at 20k points and 700 s at 100k points here. Afterwards
 small agents were not faster (0.66 ms p50 at 100k/100 agents) and only big
-agents gained (20k points: 4.4 -> 1.7 ms p50). So this backend never optimizes
-implicitly: ``optimize()`` is an explicit maintenance call (reindex, or idle
-time in a process that runs no steps), which also vacuums deleted points.
+agents gained (20k points: 4.4 -> 1.7 ms p50). So this backend never calls
+``optimize()`` in the owner: ``start_index_builder()`` (storage/vector/edge_build.py)
+builds a collection's index in a child process once enough of its points are
+unindexed, and ``adopt()`` swaps the built shard in; ``<path>/<collection>.current``
+then names the live shard's directory (``<collection>-<hex>``).
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ from benchmarks.harness import Bench
 
 
 def run(agents: int, per_agent: int, latency_ms: int, dedicated: bool = False, processes: int = 1,
-        broker_url: str | None = None, probes: tuple = ()) -> dict:
+        broker_url: str | None = None, probes: tuple = (), database_via: str | None = None) -> dict:
     """dedicated: the main worker serves batch,schedule,ingest and a second one interactive.
     probes: objects with start(bench) and stop(bench, steps) -> dict, read around the batch."""
     bench = Bench(quick=True, worker_queues="batch,schedule,ingest" if dedicated else None,
                   extra_worker_queues=["interactive"] if dedicated else [], worker_processes=processes,
-                  broker_url=broker_url)
+                  broker_url=broker_url, database_via=database_via)
     bench.start()
     try:
         bench.llm.set_latency(latency_ms)

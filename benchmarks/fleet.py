@@ -1,7 +1,7 @@
 """Every machine: 1, 2 and 4 worker processes against one Postgres and one Redis.
 
     python -m benchmarks.fleet [--processes 1,2,4] [--agents 200] [--per-agent 10] [--latency-ms 200]
-                               [--out FILE]
+                               [--pgbouncer HOST:PORT] [--out FILE]
 
 Each count runs the batch benchmark's workload (benchmarks/batch.py) on
 `memq worker --processes N`, one after another in the same run, against a Redis
@@ -160,13 +160,16 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=200)
     ap.add_argument("--per-agent", type=int, default=10)
     ap.add_argument("--latency-ms", type=int, default=200)
+    ap.add_argument("--pgbouncer", default=None, metavar="HOST:PORT",
+                    help="reach Postgres through this PgBouncer (transaction mode); the probes read it directly")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     results = []
     with OwnRedis() as broker:
         for n in parse_processes(args.processes):
             r = run(args.agents, args.per_agent, args.latency_ms, processes=n, broker_url=broker,
-                    probes=(PostgresProbe(), RedisProbe(broker)))
+                    probes=(PostgresProbe(), RedisProbe(broker)), database_via=args.pgbouncer)
+            r["via_pgbouncer"] = args.pgbouncer
             r["cores"] = os.cpu_count()
             results.append(r)
             print(f"{n} process(es): {r['steps_per_s']:.0f} steps/s, statuses {r['statuses']}", flush=True)

@@ -47,6 +47,7 @@ class Bench:
     extra_worker_queues: list[str] = field(default_factory=list)  # one more worker per entry
     worker_processes: int = 1  # the main worker's --processes
     broker_url: str | None = None  # None: an empty db index of the shared Redis
+    database_via: str | None = None  # HOST:PORT of a PgBouncer (transaction mode) memq reaches Postgres through
     rows: list[Row] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     worker_facts: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +61,7 @@ class Bench:
         self.memq_env = base_env()
         self.memq_env.update(
             {
-                "MEMQ_DATABASE_URL": self.db.url,
+                "MEMQ_DATABASE_URL": self._memq_database_url(),
                 "MEMQ_BROKER_URL": self.redis_url,
                 "MEMQ_LLM_MODEL": "openai/scripted",
                 "MEMQ_LLM_API_BASE": self.llm.url,
@@ -99,6 +100,12 @@ class Bench:
         self.worker_facts["rss_ready_mb"] = rss_mb(self.worker.pid)
         self.client = Client.connect(self.settings)
         self._warm_up()
+
+    def _memq_database_url(self) -> str:
+        if not self.database_via:
+            return self.db.url
+        server = self.db.url.split("@", 1)[1].split("/", 1)[0]
+        return self.db.url.replace(f"@{server}/", f"@{self.database_via}/") + "?prepare_threshold=none"
 
     def _warm_up(self) -> None:
         """Time the worker's first step (one-time costs left after " ready."), then a few warm ones."""

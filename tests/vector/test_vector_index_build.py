@@ -20,7 +20,7 @@ import pytest
 from storage.vector import ARCHIVAL, Point, VectorStoreLocked
 
 DIM = 64
-N = 4000
+N = 8000  # enough that building in-process would stall the owner for over a second
 AGENTS = ("agent-a", "agent-b")
 
 
@@ -96,7 +96,7 @@ def test_build_in_a_child_keeps_writes_and_the_gil(filled) -> None:
     assert info["indexed_vectors"] > 0
     assert info["points"] == N + len(written) - deleted
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert max(gaps) < 1.0, f"the owner's threads stalled for {max(gaps):.2f} s during the build"
+    assert max(gaps) < 0.5, f"the owner's threads stalled for {max(gaps):.2f} s during the build"
 
     # every point written during the build is found; every deleted one is gone
     for row, v in list(written.items())[:: max(1, len(written) // 20)]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from memq.api import send_path
 from memq.api.errors import unavailable
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.limits import check_message_fits
@@ -138,6 +139,10 @@ class ApiOps:
         problem = self.broker_problem()
         if problem:
             raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
+        if send_path.quick_send_applies(self.db, text_, idempotency_key, callback_url):
+            run, queue = send_path.enqueue(self.db, tenant, agent_id, text_)  # Core statements, no ORM session
+            self._ring(agent_id, queue)
+            return run
         with self.db.transaction() as s:
             agent = repo.get_agent(s, agent_id, tenant_id=tenant)
             if len(text_) > QUICK_MAX_CHARS:  # shorter text fits any window a step can run in (memq/quick)
@@ -150,11 +155,14 @@ class ApiOps:
                 add_callback(s, run.id, callback_url)
             queue = agent.queue
         if created:
-            try:
-                self.client.doorbell.ring(agent_id, queue)
-            except Exception as exc:  # noqa: BLE001 - the run is safe; the reconciler rings it
-                log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
+            self._ring(agent_id, queue)
         return run
+
+    def _ring(self, agent_id: str, queue: str) -> None:
+        try:
+            self.client.doorbell.ring(agent_id, queue)
+        except Exception as exc:  # noqa: BLE001 - the run is safe; the reconciler rings it
+            log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
 
     def run_states(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
         """(status, steps) of each run: the run watcher's one query per wake-up (a Core

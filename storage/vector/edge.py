@@ -62,11 +62,15 @@ from storage.vector.base import (
     point_payload,
     row_ids,
 )
+from storage.vector.edge_layout import (
+    current_dir,
+    ensure_field_indexes,
+    remove_leftovers,
+    set_current,
+)
 
 LOCK_FILE = "memq-vector.lock"
 UPSERT_BATCH = 512
-CURRENT_SUFFIX = ".current"  # <path>/<collection>.current names the live shard's directory
-BUILD_DIR = ".build"  # index builds in progress (storage/vector/edge_build.py)
 RETIRED_CLOSE_AFTER_S = 5.0  # a replaced shard stays open this long for searches still on it
 
 
@@ -123,50 +127,6 @@ class _StoreLock:
                 self._fd = None
 
 
-def ensure_field_indexes(qe: Any, shard: Any) -> None:
-    """The payload indexes every search relies on (agent_id as the tenant key)."""
-    schema = shard.info().payload_schema
-    wanted = {
-        AGENT_ID: qe.KeywordIndexParams(is_tenant=True),
-        KIND: qe.PayloadSchemaType.Keyword,
-        CREATED_AT_S: qe.PayloadSchemaType.Float,
-        ROW_ID: qe.PayloadSchemaType.Integer,
-    }
-    for field_name, schema_type in wanted.items():
-        if field_name not in schema:
-            shard.update(qe.UpdateOperation.create_field_index(field_name, schema_type))
-
-
-def current_dir(path: Path, name: str) -> str:
-    """The directory holding ``name``'s live shard: ``name`` until an index build is adopted."""
-    try:
-        chosen = (path / f"{name}{CURRENT_SUFFIX}").read_text().strip()
-    except FileNotFoundError:
-        return name
-    return chosen if chosen.startswith(name) and "/" not in chosen else name
-
-
-def _set_current(path: Path, name: str, dirname: str) -> None:
-    tmp = path / f"{name}{CURRENT_SUFFIX}.tmp"
-    with open(tmp, "w") as f:
-        f.write(dirname + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / f"{name}{CURRENT_SUFFIX}")
-
-
-def _remove_leftovers(path: Path) -> None:
-    """Builds a crashed owner left behind, and shards a finished build replaced."""
-    shutil.rmtree(path / BUILD_DIR, ignore_errors=True)
-    for name in COLLECTIONS:
-        live = current_dir(path, name)
-        for old in path.glob(f"{name}-*"):
-            if old.is_dir() and old.name != live:
-                shutil.rmtree(old, ignore_errors=True)
-        if live != name and (path / name).is_dir():
-            shutil.rmtree(path / name, ignore_errors=True)
-
-
 class EdgeIndex:
     """VectorIndex over two qdrant-edge shards in one directory."""
 
@@ -184,7 +144,7 @@ class EdgeIndex:
         self._builder: Any = None
         self._closed = False
         self.dim = 0
-        _remove_leftovers(self.path)
+        remove_leftovers(self.path)
         if dim is not None:
             try:
                 self.ensure_collections(dim)
@@ -292,7 +252,7 @@ class EdgeIndex:
 
     # -- writes ------------------------------------------------------------
     def upsert(self, collection: str, points: list[Point]) -> None:
-        shard = self._shard(collection)
+        self._shard(collection)  # checks the collection and that the store is open
         if not points:
             return
         qe = _qe()
@@ -458,7 +418,7 @@ class EdgeIndex:
                 shard.flush()
                 with self._mutex:
                     self._check_open()
-                    _set_current(self.path, collection, target.name)
+                    set_current(self.path, collection, target.name)
                     self._logs.pop(collection)
                     old, old_dir = self._shards[collection], self._dirs[collection]
                     self._shards[collection], self._dirs[collection] = shard, target

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.vector.base import COLLECTIONS
-from storage.vector.edge import BUILD_DIR, ensure_field_indexes
+from storage.vector.edge_layout import BUILD_DIR, ensure_field_indexes
 
 log = logging.getLogger("memq.vector")
 
@@ -59,7 +59,7 @@ def _vector_of(record: Any) -> list[float]:
     return list(vec or [])
 
 
-def export_points(shard: Any, out: Path, page: int = EXPORT_PAGE) -> int:
+def export_points(shard: Any, out: Path, page: int = EXPORT_PAGE, stop: threading.Event | None = None) -> int:
     """Write every point of ``shard`` to ``out``; returns how many.
 
     Format: per page one JSON line ``{"ids": [...], "payloads": [...], "n": k}``
@@ -85,6 +85,8 @@ def export_points(shard: Any, out: Path, page: int = EXPORT_PAGE) -> int:
                 count += len(records)
             if offset is None:
                 return count
+            if stop is not None and stop.is_set():
+                raise RuntimeError("the index build was stopped")
             time.sleep(0)  # let the step threads have the GIL between pages
 
 
@@ -213,7 +215,7 @@ class IndexBuilder:
         t0 = time.perf_counter()
         try:
             self.index.begin_log(name)
-            exported = export_points(self.index.live_shard(name), export)
+            exported = export_points(self.index.live_shard(name), export, stop=self._stop)
             t_export = time.perf_counter() - t0
             cmd = [sys.executable, "-m", "storage.vector.edge_build", str(export), str(dest),
                    "--dim", str(self.index.dim)]
@@ -221,6 +223,8 @@ class IndexBuilder:
                 cmd += ["--indexing-threshold-kb", str(self.indexing_threshold_kb)]
             repo = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+            if self._stop.is_set():
+                raise RuntimeError("the index build was stopped")
             self._child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             out, err = self._child.communicate()
             if self._child.returncode != 0:

@@ -151,3 +151,15 @@ def test_a_build_cut_short_leaves_the_store_as_it_was(filled) -> None:
         assert again.count(ARCHIVAL, "agent-a") == N // 2 + 1
         assert not (path / ".build").exists()
         assert not (path / "archival.current").exists()
+
+
+def test_the_owner_builds_on_its_own_once_enough_points_are_unindexed(filled) -> None:
+    index, vectors, path = filled
+    builder = index.start_index_builder(min_unindexed=1000, check_every_s=0.2, indexing_threshold_kb=100)
+    assert index.start_index_builder() is builder  # one builder per open store
+    deadline = time.monotonic() + 120
+    while not builder.builds and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [b["collection"] for b in builder.builds] == [ARCHIVAL]  # recall is empty: not due
+    assert index.collection_info(ARCHIVAL)["indexed_vectors"] > 0
+    assert top1(index, "agent-b", vectors[7]) == 7

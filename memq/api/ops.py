@@ -176,8 +176,8 @@ class ApiOps:
             return repo.get_run(s, run_id, tenant_id=tenant)
 
     def run_messages(self, tenant: str, run_id: str, after: int | None = None) -> tuple[Run, list[Message]]:
-        # Autocommit (no BEGIN/COMMIT round trips): the messages, read after the run, hold at
-        # least what the run's status says was committed.
+        if not self.db.is_sqlite:
+            return send_path.run_messages(self.db, tenant, run_id, after)  # Core reads, no ORM session
         with self.db.autocommit() as s:
             run = repo.get_run(s, run_id, tenant_id=tenant)
             return run, pages.run_messages(s, run_id, after=after)

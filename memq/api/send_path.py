@@ -1,6 +1,7 @@
 """The common send in two Core statements: the agent's row lock (scoped by tenant), then
-the run and its inbox event in one INSERT with a data-modifying CTE. No ORM session is
-built, so a send costs the API process a fraction of repository.enqueue_message's CPU.
+the run and its inbox event in one INSERT with a data-modifying CTE; and a run with its
+messages in two Core reads. No ORM session is built, so each costs the API process a
+fraction of the repository path's CPU.
 
 It answers only what it can answer exactly as the repository would: Postgres, no
 idempotency key or callback, text that is clean, not blank and short enough to fit any
@@ -19,13 +20,17 @@ from memq.constants import EventType, RunStatus
 from memq.isotime import iso_utc
 from memq.quick.client import QUICK_MAX_CHARS
 from memq.text import clean_text
-from storage.models import Agent, InboxItem, Run
+from storage.models import Agent, InboxItem, Message, Run
 from storage.repository.agents import AgentNotFound
+from storage.repository.errors import NotFound
 
 _LOCK = (select(Agent.queue)
          .where(Agent.id == bindparam("agent_id"), Agent.tenant_id == bindparam("tenant"))
          .with_for_update())
-_RUNS, _INBOX = Run.__table__, InboxItem.__table__
+_RUNS, _INBOX, _MESSAGES = Run.__table__, InboxItem.__table__, Message.__table__
+_RUN_OF_TENANT = (select(_RUNS).join(Agent.__table__, Agent.__table__.c.id == _RUNS.c.agent_id)
+                  .where(_RUNS.c.id == bindparam("run_id"), Agent.__table__.c.tenant_id == bindparam("tenant")))
+RUN_MESSAGES_LIMIT = 1000  # as storage.repository.pages.run_messages
 _INSERT_RUN = _RUNS.insert().values(
     id=bindparam("run_id"), agent_id=bindparam("agent_id"), status=RunStatus.QUEUED.value, steps=0,
     replies=[], prompt_tokens=0, completion_tokens=0, cost_usd=0.0, created_at=bindparam("now"),
@@ -54,3 +59,18 @@ def enqueue(db: Any, tenant: str, agent_id: str, text: str) -> tuple[Run, str]:
         row = conn.execute(_ENQUEUE, {"run_id": str(uuid.uuid4()), "agent_id": agent_id, "now": now,
                                       "event": event}).one()
     return Run(**row._asdict()), queue
+
+
+def run_messages(db: Any, tenant: str, run_id: str, after: int | None) -> tuple[Run, list[Message]]:
+    """The run (NotFound for an unknown or another tenant's run) and the messages its steps
+    wrote, oldest first, after the message id `after`; read in that order, so the messages
+    hold at least what the run's status says was committed (as repository.pages.run_messages)."""
+    stmt = select(_MESSAGES).where(_MESSAGES.c.run_id == run_id)
+    if after is not None:
+        stmt = stmt.where(_MESSAGES.c.id > after)
+    with db.autocommit_engine.connect() as conn:
+        row = conn.execute(_RUN_OF_TENANT, {"run_id": run_id, "tenant": tenant}).one_or_none()
+        if row is None:
+            raise NotFound(f"unknown run: {run_id}")
+        rows = conn.execute(stmt.order_by(_MESSAGES.c.id).limit(RUN_MESSAGES_LIMIT)).all()
+    return Run(**row._asdict()), [Message(**m._asdict()) for m in rows]

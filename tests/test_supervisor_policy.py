@@ -40,6 +40,21 @@ def _finish(proc: subprocess.Popen, timeout_s: float = 30) -> str:
             proc.wait()
 
 
+def _child(mark: Path, stops_on: str, ignores: str | None = None) -> str:
+    """A child program that waits until ``stops_on`` arrives, then leaves MARK<pid> and exits 0."""
+    ignore = f"signal.signal(signal.{ignores}, signal.SIG_IGN)" if ignores else ""
+    return textwrap.dedent(f"""
+        import os, signal, sys, time
+        def stop(*_):
+            open({str(mark)!r} + str(os.getpid()), "w").close()
+            sys.exit(0)
+        {ignore}
+        signal.signal(signal.{stops_on}, stop)
+        while True:
+            time.sleep(0.05)
+    """)
+
+
 def test_a_child_that_keeps_crashing_is_restarted_with_backoff_then_left_down():
     # given children that exit with code 3 as soon as they start
     t0 = time.monotonic()
@@ -58,18 +73,7 @@ def test_a_child_that_keeps_crashing_is_restarted_with_backoff_then_left_down():
 
 def test_sigterm_is_forwarded_and_a_clean_stop_exits_0(tmp_path):
     # given children that finish their work on SIGTERM (as Celery's warm shutdown does)
-    mark = tmp_path / "stopped"
-    child = textwrap.dedent(f"""
-        import os, signal, sys, time
-        def stop(*_):
-            open({str(mark)!r} + str(os.getpid()), "w").close()
-            sys.exit(0)
-        signal.signal(signal.SIGTERM, stop)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-    """)
-    proc = _supervise(child)
+    proc = _supervise(_child(tmp_path / "stopped", stops_on="SIGTERM"))
     time.sleep(1.5)
     # when the supervisor gets SIGTERM
     proc.send_signal(signal.SIGTERM)
@@ -82,18 +86,7 @@ def test_sigterm_is_forwarded_and_a_clean_stop_exits_0(tmp_path):
 
 def test_a_second_signal_stops_the_children_cold(tmp_path):
     # given children that ignore SIGTERM (steps still in flight) but stop on SIGQUIT
-    mark = tmp_path / "cold"
-    child = textwrap.dedent(f"""
-        import os, signal, sys, time
-        def cold(*_):
-            open({str(mark)!r} + str(os.getpid()), "w").close()
-            sys.exit(0)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGQUIT, cold)
-        while True:
-            time.sleep(0.05)
-    """)
-    proc = _supervise(child)
+    proc = _supervise(_child(tmp_path / "cold", stops_on="SIGQUIT", ignores="SIGTERM"))
     time.sleep(1.5)
     # when the supervisor gets SIGINT (Ctrl-C), then another
     proc.send_signal(signal.SIGINT)

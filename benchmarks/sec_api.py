@@ -25,14 +25,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.env import ROOT, cpu_s, median, percentile, rss_mb
+from benchmarks.env import WorkerProc, cpu_s, median, percentile, rss_mb
 from benchmarks.harness import FINISHED, Bench
 
 S = "5 api"
 AGENTS, PER_AGENT = 20, 10
 
 
-class HttpProc:
+class HttpProc(WorkerProc):
     """A server subprocess on a free port, up when GET /healthz answers 200."""
 
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
@@ -42,15 +42,11 @@ class HttpProc:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([*cmd, "--port", str(self.port)], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=str(ROOT))
-        t0 = time.perf_counter()
+        super().__init__([*cmd, "--port", str(self.port)], env, log_path)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited:\n{log_path.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(f"{cmd} exited:\n{self.tail(2000)}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     break
@@ -59,21 +55,7 @@ class HttpProc:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{cmd} not up in 60 s")
             time.sleep(0.05)
-        self.ready_s = time.perf_counter() - t0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.ready_s = time.perf_counter() - self.spawned
 
 
 @contextlib.contextmanager

@@ -67,3 +67,14 @@ def new_key(env: dict[str, str], tenant: str) -> dict:
     out = memq_cli(env, "key", "create", "--tenant", tenant, "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def use_then_revoke(server_url: str, env: dict[str, str], tenant: str) -> dict:
+    """A new key of `tenant` (`memq key create`'s document), used once (so the server has it
+    cached), then revoked by its prefix."""
+    made = new_key(env, tenant)
+    headers = {"Authorization": f"Bearer {made['key']}"}
+    assert httpx.get(f"{server_url}/v1/agents/", headers=headers).status_code == 200
+    out = memq_cli(env, "key", "revoke", made["prefix"], "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["revoked_at"], out.stderr
+    return made

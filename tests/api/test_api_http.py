@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from api_server import ServeProcess, free_port, memq_cli, new_key
+from api_server import ServeProcess, free_port, memq_cli, use_then_revoke
 
 
 def _agent(http: httpx.Client, name: str = "http-agent") -> dict:
@@ -35,13 +35,9 @@ def test_health_needs_no_key_and_everything_else_does(server: ServeProcess):
 
 
 def test_a_revoked_key_is_refused_from_then_on(server: ServeProcess, serve_env):
-    # given a working key
-    made = new_key(serve_env, "shortlived")
+    # given a working key, when it is revoked by its prefix
+    made = use_then_revoke(server.url, serve_env, "shortlived")
     headers = {"Authorization": f"Bearer {made['key']}"}
-    assert httpx.get(f"{server.url}/v1/agents/", headers=headers).status_code == 200
-    # when it is revoked by its prefix
-    out = memq_cli(serve_env, "key", "revoke", made["prefix"], "--json")
-    assert out.returncode == 0 and json.loads(out.stdout)["revoked_at"], out.stderr
     # then it gets 401 once the server's key cache lets it go (MEMQ_API_KEY_CACHE_S, 5 s; the bound
     # itself is tests/api/test_api_ops.py's), and the key list shows it without its text
     deadline = time.monotonic() + 6.0

@@ -3,13 +3,12 @@ sends woken by the step's run event rather than by polling (given / when / then)
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import httpx
 
-from api_server import ServeProcess, memq_cli, new_key
+from api_server import ServeProcess, use_then_revoke
 
 KEY_CACHE_S = 5.0  # MEMQ_API_KEY_CACHE_S's default: the bound README states
 
@@ -57,13 +56,9 @@ def test_metrics_need_their_token_when_one_is_set(serve_env, worker, tmp_path):
 
 
 def test_a_revoked_key_stops_working_within_the_key_cache_bound(server: ServeProcess, serve_env):
-    # given a key that was just used (so this process has it cached)
-    made = new_key(serve_env, "cached")
+    # given a key that was just used (so this process has it cached), when it is revoked
+    made = use_then_revoke(server.url, serve_env, "cached")
     headers = {"Authorization": f"Bearer {made['key']}"}
-    assert httpx.get(f"{server.url}/v1/agents/", headers=headers).status_code == 200
-    # when it is revoked
-    out = memq_cli(serve_env, "key", "revoke", made["prefix"], "--json")
-    assert out.returncode == 0 and json.loads(out.stdout)["revoked_at"], out.stderr
     revoked = time.monotonic()
     # then it answers 401 within MEMQ_API_KEY_CACHE_S (plus a request's time), and stays refused
     while httpx.get(f"{server.url}/v1/agents/", headers=headers).status_code == 200:

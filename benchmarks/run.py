@@ -14,6 +14,8 @@ Sections:
   throughput  steps/s with 10, 100, 500 agents in flight at 1000-ms LLM latency vs ideal
   history     one step with 10 vs 100 000 messages of history
   startup     `memq --help`, `memq send`, worker ready time and RSS
+  api         `memq serve` from HTTP clients: blocking send p50/p95, 20 x 10 throughput, CPU per
+              message and RSS, vs a bare FastAPI echo, the worker alone and the CLI
 
 `--profile DIR` also records the worker with py-spy (if installed) during the
 overhead and throughput runs, as collapsed stacks; `python -m

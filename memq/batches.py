@@ -171,32 +171,30 @@ class BatchOps:
             batch = brepo.create_batch(s, source=source, total=len(items), invalid=len(bad),
                                        **({"tenant_id": tenant_id} if tenant_id else {}))
             created: dict[str, str] = {}
-            agents_queued: dict[str, None] = {}
-            for item in items:
-                if item.errors:
-                    brepo.add_item(s, batch.id, line=item.line, item_id=item.item_id, agent_id=item.agent_id,
-                                   message=item.message, error="; ".join(item.errors))
+            for item in items:  # agents this batch creates, one per name
+                if item.errors or item.agent is None:
                     continue
-                if item.agent is not None:
-                    name = item.agent["name"]
-                    if name not in created:
-                        created[name] = repo.create_agent(
-                            s,
-                            name=name,
-                            blocks={"persona": item.agent.get("persona") or DEFAULT_PERSONA,
-                                    "human": item.agent.get("human") or DEFAULT_HUMAN},
-                            limit_chars=settings.core_block_limit_chars,
-                            model=item.agent.get("model"),
-                            queue=Queue.BATCH.value,
-                            **({"tenant_id": tenant_id} if tenant_id else {}),
-                        ).id
-                    item.agent_id = created[name]
-                run, _ = repo.enqueue_message(
-                    s, item.agent_id, item.message, max_chars=settings.max_message_chars, batch_id=batch.id
-                )
-                brepo.add_item(s, batch.id, line=item.line, item_id=item.item_id, agent_id=item.agent_id,
-                               message=item.message, run_id=run.id)
-                agents_queued[item.agent_id] = None
+                name = item.agent["name"]
+                if name not in created:
+                    created[name] = repo.create_agent(
+                        s,
+                        name=name,
+                        blocks={"persona": item.agent.get("persona") or DEFAULT_PERSONA,
+                                "human": item.agent.get("human") or DEFAULT_HUMAN},
+                        limit_chars=settings.core_block_limit_chars,
+                        model=item.agent.get("model"),
+                        queue=Queue.BATCH.value,
+                        **({"tenant_id": tenant_id} if tenant_id else {}),
+                    ).id
+                item.agent_id = created[name]
+            valid = [i for i in items if not i.errors]
+            run_ids = repo.enqueue_many(s, [(i.agent_id, i.message) for i in valid],
+                                        max_chars=settings.max_message_chars, batch_id=batch.id)
+            run_of = {id(i): rid for i, rid in zip(valid, run_ids)}
+            brepo.add_items(s, batch.id, [
+                {"line": i.line, "item_id": i.item_id, "agent_id": i.agent_id, "message": i.message,
+                 "run_id": run_of.get(id(i)), "error": "; ".join(i.errors) or None} for i in items])
+            agents_queued = dict.fromkeys(i.agent_id for i in valid)
             batch_id = batch.id
         # One doorbell per agent: each step rings again while its inbox is not empty.
         for agent_id in agents_queued:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from memq.constants import RunStatus
@@ -44,6 +44,20 @@ def add_item(
             message=message, run_id=run_id, error=error,
         )
     )
+
+
+def add_items(session: Session, batch_id: str, rows: list[dict[str, Any]]) -> None:
+    """add_item for many lines in one multi-row INSERT; each row has the keyword
+    arguments of add_item (line, item_id, agent_id, message, and run_id or error)."""
+    if not rows:
+        return
+    clean = []
+    for row in rows:
+        line = row["line"]
+        clean.append({"batch_id": batch_id, "line": line, **{
+            k: None if row.get(k) is None else stored_text(row[k], f"batch line {line}")
+            for k in ("item_id", "agent_id", "message", "error")}, "run_id": row.get("run_id")})
+    session.execute(insert(BatchItem), clean)
 
 
 def get_batch(session: Session, batch_id: str, *, tenant_id: str | None = None) -> Batch:

@@ -4,7 +4,7 @@ and how a step finds its event and learns whether more work waits."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,6 +94,47 @@ def enqueue_message(
         ).one()
         return existing, False
     return run, True
+
+
+def enqueue_many(
+    session: Session, items: Sequence[tuple[str, str]], *, max_chars: int, batch_id: str | None = None
+) -> list[str]:
+    """enqueue_message for many (agent_id, text) pairs at once (a batch): a run and an inbox
+    event each, in the given order; returns the run ids in that order.
+
+    One statement locks every agent named (in id order, so two batches cannot deadlock),
+    then two multi-row INSERTs write the runs and the events: each agent's events get
+    ids in the order given, as sends under the agent's lock would. Every text is
+    checked (and cleaned) as enqueue_message does, before anything is written.
+    """
+    if not items:
+        return []
+    texts: list[str] = []
+    for _, text in items:
+        text = stored_text(text)
+        if not text.strip():
+            raise BadInput("message must not be empty")
+        if len(text) > max_chars:
+            raise MessageTooLong(len(text), max_chars)
+        texts.append(text)
+    agent_ids = sorted({agent_id for agent_id, _ in items})
+    found = set(session.scalars(
+        select(Agent.id).where(Agent.id.in_(agent_ids)).order_by(Agent.id).with_for_update()))
+    missing = [a for a in agent_ids if a not in found]
+    if missing:
+        raise NotFound(f"unknown agent: {missing[0]}")
+    now = utcnow()
+    at = iso_utc(now)
+    run_ids = [str(uuid.uuid4()) for _ in items]
+    session.execute(insert(Run), [
+        {"id": rid, "agent_id": agent_id, "status": RunStatus.QUEUED.value, "steps": 0, "replies": [],
+         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "batch_id": batch_id, "created_at": now}
+        for rid, (agent_id, _) in zip(run_ids, items)])
+    session.execute(insert(InboxItem), [
+        {"agent_id": agent_id, "run_id": rid, "created_at": now,
+         "event": {"type": EventType.USER_MESSAGE.value, "message": text, "time": at}}
+        for rid, (agent_id, _), text in zip(run_ids, items, texts)])
+    return run_ids
 
 
 def get_run(session: Session, run_id: str, *, tenant_id: str | None = None) -> Run:

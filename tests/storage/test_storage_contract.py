@@ -40,6 +40,7 @@ from storage.repository import (
     context_messages,
     create_agent,
     delete_agent,
+    enqueue_many,
     enqueue_message,
     get_agent,
     get_run,
@@ -424,6 +425,47 @@ def test_enqueue_in_a_rolled_back_transaction_leaves_nothing(db):
     # and the key is still free
     _, created = enqueue(db, agent_id, "again", key="k")
     assert created
+
+
+def test_enqueue_many_keeps_each_agents_order_and_matches_one_by_one_sends(db):
+    # given two agents
+    a, b = make_agent(db, "a"), make_agent(db, "b")
+    pairs = [(a, "a1"), (b, "b1"), (a, "a2"), (a, "a3"), (b, "b2")]
+    # when a batch enqueues their messages interleaved
+    with db.transaction() as s:
+        run_ids = enqueue_many(s, pairs, max_chars=MAX_CHARS, batch_id=None)
+    # then there is one queued run per pair, returned in the given order
+    assert len(set(run_ids)) == 5
+    with db.transaction() as s:
+        runs = [get_run(s, rid) for rid in run_ids]
+        items = list(s.scalars(select(InboxItem).order_by(InboxItem.id)))
+    assert [(r.agent_id, r.status) for r in runs] == [(agent, RunStatus.QUEUED.value) for agent, _ in pairs]
+    # and each agent's events come in the given order, shaped as a single send's are
+    assert [i.event["message"] for i in items if i.agent_id == a] == ["a1", "a2", "a3"]
+    assert [i.event["message"] for i in items if i.agent_id == b] == ["b1", "b2"]
+    assert {i.run_id: i.event["message"] for i in items} == {rid: text for rid, (_, text) in zip(run_ids, pairs)}
+    assert all(set(i.event) == {"type", "message", "time"} and i.event["type"] == "user_message" for i in items)
+
+
+@pytest.mark.parametrize("bad", ["", "x" * (MAX_CHARS + 1), "unknown-agent"])
+def test_enqueue_many_with_one_bad_pair_writes_nothing(db, bad):
+    # given a batch whose last pair is empty, too long, or names no agent
+    a = make_agent(db, "a")
+    pairs = [(a, "fine"), ("no-such-agent", "hi") if bad == "unknown-agent" else (a, bad)]
+    # when it is enqueued, then it is refused as a whole
+    with pytest.raises((BadInput, NotFound)):
+        with db.transaction() as s:
+            enqueue_many(s, pairs, max_chars=MAX_CHARS)
+    assert count(db, Run) == 0 and count(db, InboxItem) == 0
+
+
+def test_enqueue_many_cleans_text_as_enqueue_message_does(db):
+    a = make_agent(db, "a")
+    with db.transaction() as s:
+        enqueue_many(s, [(a, "caf\udce9 \x00")], max_chars=MAX_CHARS)
+    with db.transaction() as s:
+        item = s.scalars(select(InboxItem)).one()
+    assert item.event["message"] == "caf\ufffd \ufffd"
 
 
 def test_get_run_unknown_raises_not_found(db):

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import PG_SERVER  # noqa: E402
+from stack import PG_SERVER  # noqa: E402
 from test_cli import Result, assert_one_line_error, embedded_env, run_memq  # noqa: E402
 
 PG_BASE = PG_SERVER.rsplit("/", 1)[0]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from conftest import WorkerProcess, own_stack
+from stack import WorkerProcess, own_stack
 from helpers import user_events
 
 WAIT_S = 30

@@ -96,7 +96,7 @@ def test_embeddings_use_the_same_words():
 def dead_llm_env(memq_env, tmp_path_factory):
     """A stack of its own (database, Redis db, `memq worker`) whose LLM is a closed port:
     the suite's worker never sees its agents."""
-    from conftest import WorkerProcess, own_stack
+    from stack import WorkerProcess, own_stack
 
     with own_stack(memq_env, "memq_test_dead", MEMQ_LLM_API_BASE=closed_port_url()) as env:
         proc = WorkerProcess(env, tmp_path_factory.mktemp("dead") / "worker.log", "--concurrency", "4")

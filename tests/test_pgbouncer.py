@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WorkerProcess, own_stack
+from stack import WorkerProcess, own_stack
 from storage.pgurl import split_driver_options
 from tests.chaos.checker import check
 

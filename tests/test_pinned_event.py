@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import WorkerProcess, own_stack  # noqa: E402
+from stack import WorkerProcess, own_stack  # noqa: E402
 from helpers import call  # noqa: E402
 
 WINDOW = 4096

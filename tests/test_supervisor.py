@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import WorkerProcess, own_stack
+from stack import WorkerProcess, own_stack
 from scripted_llm import ScriptedLLM
 from tests.chaos.checker import check
 

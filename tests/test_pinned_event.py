@@ -48,11 +48,18 @@ def small_window(memq_env: dict[str, str], llm, tmp_path_factory):
             worker.stop()
 
 
-def test_a_never_ending_chain_keeps_its_task_in_view_until_it_is_capped(small_window, llm):
+@pytest.fixture
+def sheep_summary(llm):
+    """The summarizer's answer for this test only (the scripted LLM is shared by the session)."""
+    llm.set_default("running summary", {"content": "The agent kept counting sheep in long messages."})
+    yield
+    llm.set_default("running summary", None)
+
+
+def test_a_never_ending_chain_keeps_its_task_in_view_until_it_is_capped(small_window, llm, sheep_summary):
     client, worker = small_window
     # given an agent whose model always asks for another step, with bulky output each time
     agent = client.create_agent(f"pin-{uuid.uuid4().hex[:8]}", persona="A tireless counter.", human="Unknown.")
-    llm.set_default("running summary", {"content": "The agent kept counting sheep in long messages."})
     bulky = "One more sheep jumps the fence, and then another, and another. " * 25
     llm.set_default(agent.id, call("send_message", heartbeat=True, thought="Keep counting.", message=bulky))
     task = f"Count sheep and never stop ({uuid.uuid4().hex[:8]})."

@@ -132,7 +132,8 @@ def builder_for(llm):
         tools = base_toolset().schemas
         return ContextBuilder(s, counter, Summarizer(client, counter), tools)
 
-    return make
+    yield make
+    llm.set_default("running summary", None)  # the scripted LLM is shared by the whole session
 
 
 def _assert_paired(messages):

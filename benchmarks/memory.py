@@ -264,6 +264,8 @@ def bench_search(passages: int, queries: int, build: bool = True, stream_steps: 
 
             others = [c.create_agent(f"other-{k}").id for k in range(3)]
             indexed = build_during_steps(c, index, ARCHIVAL, others, stream_steps)
+            if c.indexer is not None:  # idle before the build, as for the baselines: not still
+                c.indexer.stop()       # embedding the stream's recall messages beside the searches
             indexed["index_info"] = index.info().get(ARCHIVAL, {})
             indexed["bare"] = summary(timed_searches(lambda v: index.search(ARCHIVAL, agent_id, v, 50), qvecs))
             indexed["e2e"] = summary(timed_searches(lambda q: c.archival_search(agent_id, q), qtexts))

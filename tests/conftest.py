@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scripted_llm import ScriptedLLM  # noqa: E402
 
-from stack import CLAIM_KEY, REDIS_SERVER, WorkerProcess, claim_redis_db, own_database  # noqa: E402
+from stack import REDIS_SERVER, WorkerProcess, claim_redis_db, hold_claim, own_database  # noqa: E402
 
 # Settings every worker of the suite runs with: short timeouts and backoff keep
 # the fault tests quick; the chain cap is low so hitting it is cheap.
@@ -49,7 +49,7 @@ def redis_url() -> Iterator[str]:
     index = claim_redis_db()
     url = f"{REDIS_SERVER}/{index}"
     redis.Redis.from_url(url).flushdb()
-    redis.Redis.from_url(url).set(CLAIM_KEY, str(os.getpid()), ex=6 * 3600)
+    hold_claim(url)
     yield url
     redis.Redis.from_url(url).flushdb()
 

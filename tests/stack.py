@@ -26,13 +26,25 @@ CLAIM_KEY = "memq-test:claimed-by"
 
 def claim_redis_db() -> int:
     """A Redis database no other test session on this machine is using (queues have
-    fixed names, so two sessions on one index would take each other's steps)."""
+    fixed names, so two sessions on one index would take each other's steps).
+
+    Claimed with a key (SET NX), and only when no client is connected to it: a worker
+    left behind by a test run that was killed still consumes from its database after
+    the claim key is gone, and would take this session's steps."""
     order = list(range(1, 16))
     secrets.SystemRandom().shuffle(order)
+    server = redis.Redis.from_url(f"{REDIS_SERVER}/0")
     for index in order:
+        if any(int(c.get("db", -1)) == index for c in server.client_list()):
+            continue
         if redis.Redis.from_url(f"{REDIS_SERVER}/{index}").set(CLAIM_KEY, str(os.getpid()), nx=True, ex=6 * 3600):
             return index
-    raise RuntimeError("every Redis database 1-15 is claimed by another test session")
+    raise RuntimeError("every Redis database 1-15 is claimed or in use by another test session")
+
+
+def hold_claim(url: str) -> None:
+    """Claim (again) a database just emptied with FLUSHDB, which removes the claim key too."""
+    redis.Redis.from_url(url).set(CLAIM_KEY, str(os.getpid()), ex=6 * 3600)
 
 
 @contextmanager
@@ -61,6 +73,7 @@ def own_stack(memq_env: dict[str, str], prefix: str = "memq_test", **settings: s
     with own_database(prefix) as db_url:
         broker = f"{REDIS_SERVER}/{claim_redis_db()}"
         redis.Redis.from_url(broker).flushdb()
+        hold_claim(broker)
         try:
             yield {**memq_env, "MEMQ_DATABASE_URL": db_url, "MEMQ_BROKER_URL": broker, **settings}
         finally:

@@ -127,8 +127,11 @@ def test_ctrl_c_while_waiting_leaves_at_once_and_the_run_goes_on(llm, tmp_path, 
     llm.script(agent_id, {"sleep_s": 6, "tool": "send_message",
                           "args": {"message": "too late", "request_heartbeat": False}})
     args = [MEMQ, "send", agent_id, "hello?", "--wait"] if command == "send" else [MEMQ, "chat", agent_id]
+    # (SIGINT back to its default: a test run started in the background has it ignored, and so
+    # would the command, as Python leaves an ignored SIGINT ignored)
     proc = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if command == "chat":
         proc.stdin.write("hello?\n")
         proc.stdin.flush()

@@ -187,10 +187,11 @@ def test_flower_asks_for_credentials_and_sees_the_worker(memq_env, worker, tmp_p
 def ops_env(memq_env, redis_url) -> Iterator[dict[str, str]]:
     """A worker env of its own: another Redis db (so only this worker takes its steps),
     a unique API key, JSON logs, and a password in the database URL (trust auth ignores it)."""
-    from stack import REDIS_SERVER, claim_redis_db
+    from stack import REDIS_SERVER, claim_redis_db, hold_claim
 
     other = f"{REDIS_SERVER}/{claim_redis_db()}"
     redis.Redis.from_url(other).flushdb()
+    hold_claim(other)
     db_url = memq_env["MEMQ_DATABASE_URL"]
     scheme, rest = db_url.split("://", 1)
     user, host = rest.split("@", 1)

@@ -34,3 +34,22 @@ def call(tool: str, heartbeat: bool = False, thought: str | None = None, **args:
     if thought is not None:
         reply["content"] = thought
     return reply
+
+
+def tick_until_fired(client, agent_id: str, timeout_s: float) -> Any:
+    """Tick an in-process beat until the agent's first schedule has a run that finished
+    `done` (or timeout_s passed); returns that schedule's latest view."""
+    import time
+
+    from scheduler.beat import Beat
+
+    beat = Beat(client.rt, client.doorbell, reconcile=False)
+    deadline = time.monotonic() + timeout_s
+    shown = None
+    while time.monotonic() < deadline:
+        beat.tick()
+        shown = client.list_schedules(agent_id)[0]
+        if shown.last_run_status == "done":
+            break
+        time.sleep(0.2)
+    return shown

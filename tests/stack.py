@@ -47,6 +47,18 @@ def hold_claim(url: str) -> None:
     redis.Redis.from_url(url).set(CLAIM_KEY, str(os.getpid()), ex=6 * 3600)
 
 
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL to the whole process group (start_new_session=True) if it is
+    still up after timeout_s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
 @contextmanager
 def own_database(prefix: str = "memq_test") -> Iterator[str]:
     """A migrated Postgres database of its own (its URL), dropped on exit."""
@@ -102,11 +114,5 @@ class WorkerProcess:
         raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self._log.close()

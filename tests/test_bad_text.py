@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helpers import call, tool_results, user_events
+from helpers import call, tick_until_fired, tool_results, user_events
 
 WAIT_S = 30
 FFFD = "\ufffd"
@@ -93,20 +93,10 @@ def test_nul_in_a_batch_line(client, agent):
 
 
 def test_nul_in_a_schedule_message(client, agent):
-    from scheduler.beat import Beat
-
     at = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
     sch = client.add_schedule(agent.id, "wake\x00up", at=at)
     assert sch.message == f"wake{FFFD}up"
-    beat = Beat(client.rt, client.doorbell, reconcile=False)
-    deadline = time.monotonic() + WAIT_S
-    shown = None
-    while time.monotonic() < deadline:
-        beat.tick()
-        shown = client.list_schedules(agent.id)[0]
-        if shown.last_run_status == "done":
-            break
-        time.sleep(0.2)
+    shown = tick_until_fired(client, agent.id, WAIT_S)
     assert shown is not None and shown.last_run_status == "done"
     assert client.get_run(shown.last_run_id).replies == [f"echo: wake{FFFD}up"]
     _answers_next(client, agent.id)

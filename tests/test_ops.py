@@ -22,6 +22,8 @@ import pytest
 import redis
 import yaml
 
+from stack import stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
 MEMQ = [sys.executable, "-m", "memq.cli.main"]
 
@@ -72,13 +74,7 @@ class Proc:
         wait_for(seen, timeout_s, f"{needle!r} in {self.log_path.name}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self._log.close()
 
 

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from scheduler.beat import Beat, fire_due
+from helpers import tick_until_fired
+from scheduler.beat import fire_due
 from scheduler.timing import ScheduleError
 from storage.repository import schedules as sched_repo
 
@@ -111,15 +112,7 @@ def test_pause_resume_delete(client, agent):
 def test_one_shot_fires_once_and_shows_its_run(client, agent, worker):
     at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     sch = client.add_schedule(agent.id, "remind me", at=at)
-    beat = Beat(client.rt, client.doorbell, reconcile=False)
-    deadline = time.monotonic() + 20
-    shown = None
-    while time.monotonic() < deadline:
-        beat.tick()
-        shown = client.list_schedules(agent.id)[0]
-        if shown.last_run_status == "done":
-            break
-        time.sleep(0.2)
+    shown = tick_until_fired(client, agent.id, 20)
     assert shown.fires == 1 and shown.next_fire_at is None and shown.last_run_status == "done"
     run = client.get_run(shown.last_run_id)
     assert run.replies == ["echo: remind me"]

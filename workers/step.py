@@ -21,7 +21,6 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
-from memq.text import stored_arguments, stored_text
 from storage import repository as repo
 from storage.models import Message, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
@@ -30,6 +29,7 @@ from workers.history import HistoryCache
 from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
+from workers.step_guards import cleaned_reply, error_reason, transient_db_error
 from workers.tools import Block, ToolContext
 from workers.window import ContextTooSmall
 
@@ -37,9 +37,6 @@ log = logging.getLogger("memq.step")
 
 # How often a step compacts further after the provider refuses a prompt as too long.
 MAX_COMPACTIONS = 2
-# Column sizes (storage/models.py) of what the model names: messages.tool_call_id, steps.tool_name.
-MAX_TOOL_CALL_ID_CHARS = 200
-MAX_TOOL_NAME_CHARS = 200
 ONE_TOOL_PER_STEP = "Not executed: only the first tool call of a reply runs. Call it again on its own."
 
 
@@ -105,7 +102,7 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
         else:
             result = _step_under_lease(rt, lease, turn)
     except BaseException as exc:
-        error = f"step attempt {lease.attempts} failed: {_reason(exc)}"  # shown by `memq agent show`
+        error = f"step attempt {lease.attempts} failed: {error_reason(exc)}"  # shown by `memq agent show`
         raise
     finally:
         rt.leases.drop(lease)
@@ -133,7 +130,7 @@ def _lease_and_load(rt: Runtime, agent_id: str) -> tuple[repo.Lease, _Turn | Non
             return taken.lease, _load_turn(s, taken.agent, rt.history)
         except BaseException as exc:
             rt.leases.drop(taken.lease)
-            _release_after_failed_load(rt, taken.lease, f"loading the turn failed: {_reason(exc)}")
+            _release_after_failed_load(rt, taken.lease, f"loading the turn failed: {error_reason(exc)}")
             raise
 
 
@@ -189,7 +186,7 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
         turn.agent.id, turn.blocks, memory=rt.memory, max_passage_chars=rt.settings.max_message_chars
     )
     context, reply, outcome = _think(rt, turn)
-    reply = _cleaned(reply)
+    reply = cleaned_reply(reply)
     if outcome is None:
         outcome = _act(rt, turn, reply, tool_ctx)
     steps = turn.run.steps + 1
@@ -203,7 +200,7 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
         log.warning("step discarded: %s", exc)
         return StepResult(lease.agent_id, ran=False, reason="stale")
     except Exception as exc:
-        if _transient(exc):
+        if transient_db_error(exc):
             raise
         return _commit_placeholder(rt, lease, turn, reply, exc)
     _index_after_commit(rt, passages)
@@ -304,47 +301,10 @@ def _give_up(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult:
     except repo.StaleLease:
         return StepResult(lease.agent_id, ran=False, reason="stale")
     except Exception as exc:
-        if _transient(exc):
+        if transient_db_error(exc):
             raise
         return _commit_placeholder(rt, lease, turn, reply, exc, gave_up=error)
     return StepResult(lease.agent_id, True, "committed", turn.run.id, outcome.status, more, record, released=True)
-
-
-def _cleaned(reply: LLMReply) -> LLMReply:
-    """The model's output under the text rule (memq.text) before it is stored or executed:
-    a provider can return NUL, lone surrogates or escapes of them anywhere."""
-    calls = [replace(c, id=_bounded_id(stored_text(c.id, "a tool call id")),
-                     name=stored_text(c.name, "a tool name")[:MAX_TOOL_NAME_CHARS],
-                     arguments=stored_arguments(c.arguments, "the model's tool arguments"))
-             for c in reply.tool_calls]
-    content = None if reply.content is None else stored_text(reply.content, "the model's reply")
-    return replace(reply, content=content, tool_calls=calls)
-
-
-def _bounded_id(call_id: str) -> str:
-    """A tool call id that fits its column: an over-long one (a provider can send anything)
-    becomes a short digest of itself, the same in the call and in its result."""
-    if len(call_id) <= MAX_TOOL_CALL_ID_CHARS:
-        return call_id
-    import hashlib
-
-    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
-
-
-def _transient(exc: BaseException) -> bool:
-    """A failure of the database connection (retry the step later), not of what it stores."""
-    from sqlalchemy import exc as sa_exc
-
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-                            sa_exc.TimeoutError, sa_exc.InvalidRequestError, ConnectionError, TimeoutError))
-
-
-def _reason(exc: BaseException) -> str:
-    """One storable line about an error: the driver's first line (never the SQL or its values)."""
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    text = f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
-    return stored_text(text[:300])
 
 
 def _commit_placeholder(
@@ -356,7 +316,7 @@ def _commit_placeholder(
     placeholder (never the text that could not be stored) with a system_alert;
     nothing the step did is kept. Raises if even this cannot be committed.
     """
-    reason = _reason(exc)
+    reason = error_reason(exc)
     log.warning("agent %s: the step could not be stored (%s); recording a placeholder", lease.agent_id, reason)
     try:
         kind = json.loads(turn.event).get("type") or EventType.USER_MESSAGE.value

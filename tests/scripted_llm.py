@@ -13,7 +13,10 @@ or ``POST /_faults {"rates": {...}, "seed": N}`` makes each chat request, with t
 given probabilities, fail in one of these ways (see FAULT_KINDS) instead of
 answering: ``timeout`` (sleep past the client's timeout, then answer), ``429``
 (with Retry-After), ``500``, ``malformed`` (a send_message call whose arguments
-are truncated JSON) or ``empty`` (200 with no choices). Injected faults never
+are truncated JSON), ``empty`` (200 with no choices) or ``slow`` (sleep ``slow_s``,
+default 30 s, then answer normally: a slow tail below the client's timeout; the
+last user messages of the slowed requests are listed in ``faults()["slow_messages"]``).
+Injected faults never
 consume a scripted response. ``GET /_faults`` shows the rates and counts.
 
 Run standalone: ``python tests/scripted_llm.py --port P [--latency-ms N] [--faults JSON]``.
@@ -34,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 DEFAULT_DIM = 384
-FAULT_KINDS = ("timeout", "429", "500", "malformed", "empty")
+FAULT_KINDS = ("timeout", "429", "500", "malformed", "empty", "slow")
 
 
 def _text_of(content) -> str:
@@ -87,6 +90,8 @@ class ScriptedLLM:
         self._fault_rng = random.Random()
         self.fault_timeout_s = 2.0
         self.fault_retry_after = 1
+        self.fault_slow_s = 30.0
+        self._slow_messages: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "ScriptedLLM":
@@ -153,14 +158,16 @@ class ScriptedLLM:
 
     # -- fault injection ---------------------------------------------------
     def set_faults(self, rates: dict | None, seed: int | None = None, *,
-                   timeout_s: float | None = None, retry_after: int | float | None = None) -> None:
+                   timeout_s: float | None = None, retry_after: int | float | None = None,
+                   slow_s: float | None = None) -> None:
         """Per chat request, inject fault ``kind`` with probability ``rates[kind]``.
 
         kinds (FAULT_KINDS): "timeout" sleeps ``timeout_s`` (default 2 s: past the
         client's timeout) before answering normally; "429" answers 429 with
         ``Retry-After: retry_after`` (default 1); "500" answers 500; "malformed"
         answers a send_message tool call with truncated JSON arguments; "empty"
-        answers 200 with ``choices: []``. Rates add up (their sum must be <= 1).
+        answers 200 with ``choices: []``; "slow" sleeps ``slow_s`` (default 30 s) and
+        answers normally. Rates add up (their sum must be <= 1).
         ``None`` or ``{}`` turns faults off. Counts start again at zero.
         """
         rates = {str(k): float(v) for k, v in (rates or {}).items() if float(v) > 0}
@@ -173,6 +180,9 @@ class ScriptedLLM:
             self._fault_rates = rates
             self._fault_counts = {k: 0 for k in rates}
             self._fault_rng = random.Random(seed)
+            self._slow_messages = []
+            if slow_s is not None:
+                self.fault_slow_s = float(slow_s)
             if timeout_s is not None:
                 self.fault_timeout_s = float(timeout_s)
             if retry_after is not None:
@@ -182,7 +192,8 @@ class ScriptedLLM:
         """The fault rates in force and how many of each were injected so far."""
         with self._lock:
             return {"rates": dict(self._fault_rates), "counts": dict(self._fault_counts),
-                    "timeout_s": self.fault_timeout_s, "retry_after": self.fault_retry_after}
+                    "timeout_s": self.fault_timeout_s, "retry_after": self.fault_retry_after,
+                    "slow_s": self.fault_slow_s, "slow_messages": list(self._slow_messages)}
 
     def _draw_fault(self) -> str | None:
         with self._lock:
@@ -205,6 +216,11 @@ class ScriptedLLM:
         if kind == "timeout":
             time.sleep(self.fault_timeout_s)
             return None  # the normal answer records the request
+        if kind == "slow":
+            with self._lock:
+                self._slow_messages.append(_last_user_message(body))
+            time.sleep(self.fault_slow_s)
+            return None
         self._record(body)
         if kind == "429":
             return 429, _error("injected rate limit", "rate_limit_exceeded", 429), {
@@ -349,7 +365,8 @@ ADMIN = {  # HTTP admin endpoints -> same state as the Python methods
     "/_reset": lambda llm, b: llm.reset(),
     "/_faults": lambda llm, b: llm.set_faults(b.get("rates"), b.get("seed"),
                                               timeout_s=b.get("timeout_s"),
-                                              retry_after=b.get("retry_after")),
+                                              retry_after=b.get("retry_after"),
+                                              slow_s=b.get("slow_s")),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -70,7 +71,7 @@ def test_empty_choices(server):
 
 
 def test_mix_is_seeded_and_leaves_scripts_alone(server):
-    rates = {k: 0.1 for k in FAULT_KINDS if k != "timeout"}
+    rates = {k: 0.1 for k in FAULT_KINDS if k not in ("timeout", "slow")}
     server.script(KEY, {"tool": "scripted_tool", "args": {}})
 
     http = httpx.Client(timeout=5)
@@ -120,3 +121,17 @@ def test_http_admin_and_off_switch(server):
     server.set_faults({"500": 1.0})
     server.reset()
     assert post(server).status_code == 200 and server.faults()["rates"] == {}
+
+
+def test_slow_tail_answers_late_but_right(server):
+    server.set_faults({"slow": 1.0}, seed=1, slow_s=0.6)
+    t0 = time.monotonic()
+    r = post(server)
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and 0.6 <= took < 3.0
+    fn = r.json()["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert fn["name"] == "send_message" and json.loads(fn["arguments"])["message"].startswith("echo")
+    got = server.faults()
+    assert got["counts"] == {"slow": 1} and got["slow_s"] == 0.6 and len(got["slow_messages"]) == 1
+    server.set_faults(None)
+    assert server.faults()["slow_messages"] == []

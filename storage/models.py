@@ -136,6 +136,9 @@ class Run(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # LlmMode: "normal" calls the model in the step; "provider_batch" parks each step's
+    # request for the provider's batch API (parked_steps).
+    llm_mode: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -190,6 +193,8 @@ class StepRecord(Base):
     tool_name: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    # LlmMode of the step's LLM call: "provider_batch" when its reply came from a provider batch.
+    llm_mode: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
 
 
 class Schedule(Base):
@@ -361,3 +366,57 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProviderBatch(Base):
+    """One batch uploaded to a provider's batch API: parked steps' requests of one model."""
+
+    __tablename__ = "provider_batches"
+    __table_args__ = (Index("ix_provider_batches_state_poll", "state", "next_poll_s"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # memq's own id (the file's metadata)
+    model: Mapped[str] = mapped_column(String(200))  # the litellm route the requests were compiled for
+    state: Mapped[str] = mapped_column(String(16))  # ProviderBatchState
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    provider_batch_id: Mapped[str | None] = mapped_column(String(200))
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    provider_status: Mapped[str | None] = mapped_column(String(32))  # as the provider last reported it
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_s: Mapped[float] = mapped_column(Float, default=0.0)  # epoch seconds
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ParkedStep(Base):
+    """A provider_batch step's compiled request, waiting for (or holding) the provider's reply.
+
+    Keyed by the step's identity (agent, step_no: the number its commit takes); the
+    custom id of its batch line is "<agent_id>:<step_no>".
+    """
+
+    __tablename__ = "parked_steps"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "step_no"),
+        Index("ix_parked_steps_state_model", "state", "model", "id"),
+        Index("ix_parked_steps_provider_batch", "provider_batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    step_no: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[str] = mapped_column(String(36), index=True)
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the memq batch of the run
+    lease_token: Mapped[int] = mapped_column(BigInteger)  # the fencing token of the step that parked
+    model: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))  # ParkState
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # the chat completions body
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)  # the compiled context's state, for the commit
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # content, tool calls, usage, costs
+    provider_batch_id: Mapped[str | None] = mapped_column(String(36))  # provider_batches.id
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider batches it was sent in
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

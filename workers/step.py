@@ -26,6 +26,7 @@ from storage.models import Message, StepRecord, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
 from workers.history import HistoryCache
+from workers import provider_batch
 from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
@@ -185,7 +186,16 @@ def _step_under_lease(rt: Runtime, lease: repo.Lease, turn: _Turn) -> StepResult
     tool_ctx = ToolContext(
         turn.agent.id, turn.blocks, memory=rt.memory, max_passage_chars=rt.settings.max_message_chars
     )
-    context, reply, outcome = _think(rt, turn)
+    # llm_mode=provider_batch (workers/provider_batch.py): resume with the reply a provider batch
+    # stored for this step, or park the compiled request and end the step here.
+    batch = provider_batch.gate(rt, lease, turn)
+    try:
+        if batch.waits:
+            raise provider_batch.Parked()
+        context, reply, outcome = batch.stored or _think(rt, turn, park=batch.park)
+    except provider_batch.Parked:
+        more = provider_batch.release_parked(rt, lease)
+        return StepResult(lease.agent_id, False, "parked", turn.run.id, more_work=more, released=True)
     reply = cleaned_reply(reply)
     if outcome is None:
         outcome = _act(rt, turn, reply, tool_ctx)
@@ -217,10 +227,13 @@ def _index_after_commit(rt: Runtime, passages: list) -> None:
         log.warning("indexing %d passage(s) deferred to the background indexer: %s", len(passages), exc)
 
 
-def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, _Outcome | None]:
+def _think(
+    rt: Runtime, turn: _Turn, park: Any = None
+) -> tuple[CompiledContext | None, LLMReply, _Outcome | None]:
     """Compile the context and call the model; compact harder if the provider says too long.
 
     Returns the context sent, the reply, and an outcome only when the run fails here.
+    park: given for a provider_batch step, stores the compiled request instead (raises Parked).
     """
     no_reply = LLMReply(content=None, tool_calls=[], attempts=0)
     context = None
@@ -230,6 +243,8 @@ def _think(rt: Runtime, turn: _Turn) -> tuple[CompiledContext | None, LLMReply, 
                                        pinned=turn.pinned)
         except ContextTooSmall as exc:
             return context, no_reply, _failed(turn.event, str(exc), str(exc), StepOutcome.LLM_FAILED)
+        if park is not None:
+            park(context)
         try:
             reply = rt.llm.complete(
                 context.messages, rt.tools.schemas, model=turn.agent.model, prompt_tokens=context.tokens
@@ -393,6 +408,7 @@ def _commit(
             "tool_name": outcome.tool_name,
             "outcome": outcome.step_outcome.value,
             "error": outcome.error,
+            "llm_mode": provider_batch.mode_of(reply),
         }
         # Last, under the row lock: more work is this turn's heartbeat or a waiting event.
         inbox_waits = repo.write_turn(s, repo.TurnWrites(

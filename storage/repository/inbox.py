@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from memq.constants import EventType, RunStatus
 from memq.text import stored_text, stored_value
-from storage.models import Agent, InboxItem, Run, StepRecord, utcnow
+from storage.models import Agent, InboxItem, ParkedStep, Run, StepRecord, utcnow
 from storage.repository.agents import get_agent
 from storage.repository.errors import BadInput, NotFound
 from storage.repository.messages import iso_utc
@@ -215,9 +215,13 @@ def _has_work(now_s: float, idle_s: float):
         InboxItem.consumed_at.is_(None),
         InboxItem.created_at < waited_since,
     )
+    # An agent whose step waits for a provider batch is rung by the collector when the reply is back.
+    waits_for_provider = exists().where(ParkedStep.agent_id == Agent.id,
+                                        ParkedStep.state.in_(("parked", "submitted")))
     return (
         Agent.lease_until_s < now_s - idle_s,
         or_(Agent.active_run_id.is_not(None), old_inbox),
+        ~waits_for_provider,
     )
 
 

@@ -141,7 +141,7 @@ class BatchOps:
 
     def submit_batch(
         self, lines: Iterable[str], *, create_agents: bool = False, skip_invalid: bool = False, source: str | None = None,
-        tenant_id: str | None = None,
+        tenant_id: str | None = None, llm_mode: str = "normal",
     ) -> dict[str, Any]:
         """Validate every line, then enqueue the valid ones in line order; returns {"batch_id", ...}.
 
@@ -151,7 +151,11 @@ class BatchOps:
         from storage import repository as repo
         from storage.repository import batches as brepo
 
+        from memq.provider_batch_client import checked_mode
+        from storage.repository.parked import set_run_mode
+
         settings = self.rt.settings
+        mode = checked_mode(settings, llm_mode)  # provider_batch: every run's steps go through provider batches
         items = parse_jsonl(lines, create_agents=create_agents, max_chars=settings.max_message_chars)
         if not items:
             raise BadInput("the batch has no lines")
@@ -190,6 +194,7 @@ class BatchOps:
             valid = [i for i in items if not i.errors]
             run_ids = repo.enqueue_many(s, [(i.agent_id, i.message) for i in valid],
                                         max_chars=settings.max_message_chars, batch_id=batch.id)
+            set_run_mode(s, list(run_ids), mode)
             run_of = {id(i): rid for i, rid in zip(valid, run_ids)}
             brepo.add_items(s, batch.id, [
                 {"line": i.line, "item_id": i.item_id, "agent_id": i.agent_id, "message": i.message,

@@ -17,6 +17,7 @@ from memq.batches import BatchOps
 from memq.ingest_client import IngestOps
 from memq.limits import check_message_fits
 from memq.memory_client import MemoryOps
+from memq.provider_batch_client import ProviderBatchOps, checked_mode
 from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
 from memq.views import AgentView, BlockView, MessageView, RunView
@@ -26,7 +27,7 @@ from workers.runtime import Runtime
 log = logging.getLogger("memq.client")
 
 
-class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
+class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps, ProviderBatchOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
     def __init__(self, rt: Runtime, doorbell: Any, indexer: Any = None) -> None:
@@ -126,8 +127,13 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
         idempotency_key: str | None = None,
         wait: bool = False,
         timeout_s: float = 120.0,
+        llm_mode: str = "normal",
     ) -> RunView:
-        """Queue a message (committed before the doorbell rings); optionally wait for its run."""
+        """Queue a message (committed before the doorbell rings); optionally wait for its run.
+
+        llm_mode="provider_batch": the run's steps go through the provider's batch API
+        (half price where the provider offers it, one provider round per step)."""
+        mode = checked_mode(self.settings, llm_mode)
         with self.rt.db.transaction() as s:
             agent = repo.get_agent(s, agent_id)
             check_message_fits(self.settings, s, agent, text)  # what can never fit its window
@@ -138,6 +144,10 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps):
                 max_chars=self.settings.max_message_chars,
                 idempotency_key=idempotency_key,
             )
+            if created:
+                from storage.repository.parked import set_run_mode
+
+                set_run_mode(s, [run.id], mode)
             queue = agent.queue
             view = RunView.of(run)
         if created:

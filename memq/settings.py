@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     context_target_ratio: float = 0.5
     context_margin_ratio: float = 0.05
     max_chain: int = 20
+    # A task that committed a step runs the agent's next one itself (its heartbeat or the next
+    # waiting event) instead of a broker round trip, up to this many steps and this long;
+    # then it rings the broker so other agents' doorbells get the thread. 1: one step per task.
+    inline_steps_max: int = 16
+    inline_budget_s: float = 0.5
     max_message_chars: int = 12_000  # ~3 000 tokens: fits the default 8 192-token window beside full core memory
     core_block_limit_chars: int = 2_000
 
@@ -68,6 +73,18 @@ class Settings(BaseSettings):
     reconcile_rering_s: float = 30.0
     schedule_grace_s: float = 30.0
     schedule_missed: str = "coalesce"
+
+    # llm_mode=provider_batch (issue 18): parked requests of a model go up as one provider batch
+    # when this many wait or the oldest waited this long; open batches are polled from poll_s,
+    # doubling to poll_max_s. A line that failed in line_attempts batches takes the normal route.
+    # An upload whose provider id was never recorded (its beat died) is given up after upload_stale_s.
+    provider_batch_max_requests: int = 1000
+    provider_batch_max_wait_s: float = 60.0
+    provider_batch_poll_s: float = 10.0
+    provider_batch_poll_max_s: float = 300.0
+    provider_batch_line_attempts: int = 2
+    provider_batch_upload_stale_s: float = 300.0
+    provider_batch_timeout_s: float = 60.0  # each files / batches call to the provider
 
     flower_user: str | None = None
     flower_password: str | None = Field(default=None, repr=False)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from memq.constants import EventType, Queue
 from workers.limits import check_message_fits
+from scheduler.collector import Collector
 from scheduler.reconciler import reconcile_once
 from scheduler.timing import MissedPolicy, ScheduleKind, Spec, due_fires
 from storage import repository as repo
@@ -89,11 +90,14 @@ class Beat:
     """The beat loop: fire schedules as they fall due (checking at least every tick_s),
     reconcile every reconcile_every_s."""
 
-    def __init__(self, rt: Runtime, doorbell: Doorbell, *, tick_s: float = 1.0, reconcile: bool = True) -> None:
+    def __init__(self, rt: Runtime, doorbell: Doorbell, *, tick_s: float = 1.0, reconcile: bool = True,
+                 collect: bool = True) -> None:
         self.rt = rt
         self.doorbell = doorbell
         self.tick_s = tick_s
         self.reconcile = reconcile
+        # Provider batches of llm_mode=provider_batch steps (scheduler/collector.py), each tick.
+        self.collector = Collector(rt, doorbell) if collect else None
         self.beat_id = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
 
@@ -122,6 +126,8 @@ class Beat:
                 if self.reconcile and started >= next_reconcile:
                     reconcile_once(self.rt, self.doorbell)
                     next_reconcile = started + self.rt.settings.reconcile_every_s
+                if self.collector is not None:
+                    self.collector.tick()
                 sleep_s = self._sleep_s()
             except Exception:  # database or broker restarting: the next tick retries
                 log.warning("beat tick failed", exc_info=True)

@@ -36,6 +36,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+try:  # tests/ is on sys.path when run as a script or imported by the tests
+    import scripted_batches
+except ImportError:  # loaded from its file by path (benchmarks)
+    sys.path.append(__import__("os").path.dirname(__file__))
+    import scripted_batches
+
 DEFAULT_DIM = 384
 FAULT_KINDS = ("timeout", "429", "500", "malformed", "empty", "slow")
 
@@ -90,6 +96,7 @@ class ScriptedLLM:
         self._fault_rng = random.Random()
         self.fault_timeout_s = 2.0
         self.fault_retry_after = 1
+        self.batch_api = scripted_batches.BatchAPI(self._chat)  # Files + Batches endpoints
         self.fault_slow_s = 30.0
         self._slow_messages: list[str] = []
 
@@ -155,6 +162,23 @@ class ScriptedLLM:
             self._emb_requests.clear()
             self._fault_rates = {}
             self._fault_counts = {}
+        self.batch_api.reset()
+
+    # -- provider batches (tests/scripted_batches.py) -------------------------
+    def set_batch_knobs(self, **knobs) -> None:
+        """Knobs of the batch API (complete_s, fail_next_lines, drop_next_lines, expire_next_batches,
+        expire_done, fail_next_batches, duplicate_output); unknown names raise ValueError."""
+        unknown = set(knobs) - set(self.batch_api.knobs)
+        if unknown:
+            raise ValueError(f"unknown batch knob(s) {sorted(unknown)}")
+        self.batch_api.knobs.update(knobs)
+
+    def on_batch(self, event: str, fn) -> None:
+        """Run fn(id) at "create" (before the create is answered) or "content" (before a file is served)."""
+        self.batch_api.hooks[event] = fn
+
+    def batch_stats(self) -> dict:
+        return self.batch_api.stats()
 
     # -- fault injection ---------------------------------------------------
     def set_faults(self, rates: dict | None, seed: int | None = None, *,
@@ -363,6 +387,7 @@ ADMIN = {  # HTTP admin endpoints -> same state as the Python methods
     "/_default": lambda llm, b: llm.set_default(b["key"], b.get("response")),
     "/_latency": lambda llm, b: setattr(llm, "latency_ms", int(b.get("latency_ms", 0))),
     "/_reset": lambda llm, b: llm.reset(),
+    "/_batch_knobs": lambda llm, b: llm.set_batch_knobs(**b),
     "/_faults": lambda llm, b: llm.set_faults(b.get("rates"), b.get("seed"),
                                               timeout_s=b.get("timeout_s"),
                                               retry_after=b.get("retry_after"),
@@ -416,11 +441,21 @@ def _make_handler(llm: ScriptedLLM):
                 self._send(200, llm.requests(key))
             elif u.path == "/_faults":
                 self._send(200, llm.faults())
+            elif u.path == "/_batch_stats":
+                self._send(200, llm.batch_stats())
+            elif (routed := self._batch_route("GET", u.path, b"")) is not None:
+                self._send(*routed)
             else:
                 self._send(404, _error("not found", "invalid_request_error", 404))
 
+        def _batch_route(self, method: str, path: str, raw: bytes):
+            return scripted_batches.route(llm.batch_api, method, path, self.headers, raw)
+
         def do_POST(self):
             path = urlparse(self.path).path
+            if path.startswith(("/v1/files", "/v1/batches", "/files", "/batches")):
+                n = int(self.headers.get("Content-Length") or 0)
+                return self._send(*self._batch_route("POST", path, self.rfile.read(n) if n else b""))
             try:
                 body = self._body()
             except ValueError:

@@ -1,0 +1,251 @@
+"""llm_mode=provider_batch through a real worker, a real beat and the scripted provider's batch API.
+
+Steps park their compiled requests; the beat's collector uploads them per model, polls, stores
+the replies and rings; the resumed steps commit fenced as always. Crashes of the beat and the
+worker at the two dangerous points lose and duplicate nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from pb_stack import PB_SETTINGS, BeatProcess, chain_script, journal, transcript, wait_runs
+from scripted_llm import ScriptedLLM
+from stack import WorkerProcess, own_stack
+
+WAIT_S = 45
+
+
+@pytest.fixture(scope="module")
+def pb(memq_env, tmp_path_factory):
+    """Its own scripted provider, database, Redis db, worker and beat (restartable by the tests)."""
+    from memq.client import Client
+    from memq.settings import Settings
+
+    llm = ScriptedLLM().start()
+    extra = {**PB_SETTINGS, "MEMQ_LLM_API_BASE": llm.url, "MEMQ_EMBEDDING_API_BASE": llm.url}
+    with own_stack(memq_env, "memq_pb", **extra) as env:
+        logs = tmp_path_factory.mktemp("pb")
+        stack = _Stack(env, logs, llm)
+        stack.start_worker()
+        stack.start_beat()
+        settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items() if k.startswith("MEMQ_")})
+        stack.client = Client.connect(settings)
+        try:
+            yield stack
+        finally:
+            stack.client.close()
+            stack.stop()
+            llm.stop()
+
+
+class _Stack:
+    def __init__(self, env, logs, llm) -> None:
+        self.env, self.logs, self.llm = env, logs, llm
+        self.worker = self.beat = None
+        self.client = None
+        self.n = 0
+
+    def start_worker(self):
+        self.n += 1
+        self.worker = WorkerProcess(self.env, self.logs / f"worker{self.n}.log", "--concurrency", "20")
+        self.worker.wait_ready()
+
+    def start_beat(self):
+        self.n += 1
+        self.beat = BeatProcess(self.env, self.logs / f"beat{self.n}.log").wait_ready()
+
+    def stop(self):
+        for p in (self.beat, self.worker):
+            if p is not None:
+                p.stop()
+
+    def agents(self, n: int, tag: str) -> list:
+        return [self.client.create_agent(f"{tag}-{i}-{uuid.uuid4().hex[:6]}") for i in range(n)]
+
+
+@pytest.fixture(autouse=True)
+def _clean_llm(pb):
+    pb.llm.batch_api.reset_knobs()
+    yield
+    pb.llm.batch_api.reset_knobs()
+
+
+def _send_chains(pb, agents, mode: str) -> list[str]:
+    runs = []
+    for i, agent in enumerate(agents):
+        pb.llm.script(agent.id, *chain_script(i))
+        runs.append(pb.client.send(agent.id, f"task {i}", llm_mode=mode).run_id)
+    return runs
+
+
+def _parked(pb, **where):
+    from storage.models import ParkedStep
+
+    with pb.client.rt.db.transaction() as s:
+        stmt = select(ParkedStep)
+        for k, v in where.items():
+            stmt = stmt.where(getattr(ParkedStep, k) == v)
+        return s.execute(stmt).scalars().all()
+
+
+def test_chains_finish_with_the_normal_routes_transcripts_in_one_round_per_step(pb):
+    normal, batched = pb.agents(20, "normal"), pb.agents(20, "batch")
+    normal_runs = _send_chains(pb, normal, "normal")
+    before = pb.llm.batch_stats()["batches"]
+    batch_runs = _send_chains(pb, batched, "provider_batch")
+    views = wait_runs(pb.client, normal_runs + batch_runs, WAIT_S)
+    assert [v.status for v in views] == ["done"] * 40, [v.error for v in views]
+    for a, b in zip(normal, batched):
+        assert transcript(pb.client, b.id) == transcript(pb.client, a.id)
+        assert [m for _, m, _ in journal(pb.client, a.id)] == ["normal"] * 3
+        assert [m for _, m, _ in journal(pb.client, b.id)] == ["provider_batch"] * 3
+    for v in views[20:]:
+        assert v.replies == [f"working on {views[20:].index(v)}", f"done {views[20:].index(v)}"]
+    stats = pb.llm.batch_stats()
+    sizes = stats["sizes"][before:]
+    assert sum(sizes) == 60 and stats["duplicate_ids"] == 0
+    assert len(sizes) <= 6, sizes  # 20 agents step together: about one batch per round
+    for agent in batched:
+        rows = _parked(pb, agent_id=agent.id)
+        assert len(rows) == 3 and all(r.attempts == 1 for r in rows)  # 3 rounds, one batch each
+    # the scripted provider saw each batched step exactly once
+    assert sum(len(pb.llm.requests(a.id)) for a in batched) == 60
+
+
+def test_failed_missing_and_expired_lines_are_redone_then_take_the_normal_route(pb):
+    agents = pb.agents(6, "redo")
+    # the first batch: 2 lines fail, 1 is missing; the next one expires after answering 1 line
+    pb.llm.set_batch_knobs(fail_next_lines=2, drop_next_lines=1, expire_next_batches=1, expire_done=1)
+    runs = _send_chains(pb, agents, "provider_batch")
+    views = wait_runs(pb.client, runs, WAIT_S)
+    assert [v.status for v in views] == ["done"] * 6, [v.error for v in views]
+    for i, agent in enumerate(agents):
+        assert [v for _, v, _ in transcript(pb.client, agent.id) if v and isinstance(v, dict)][-1]["status"] == "OK"
+        assert len(journal(pb.client, agent.id)) == 3
+    retried = [r for a in agents for r in _parked(pb, agent_id=a.id) if r.attempts > 1]
+    assert retried  # some lines went up twice...
+    modes = [m for a in agents for _, m, _ in journal(pb.client, a.id)]
+    # ...and a line that failed in MEMQ_PROVIDER_BATCH_LINE_ATTEMPTS=2 batches took the normal route
+    assert modes.count("normal") == sum(1 for r in retried if r.error) or modes.count("normal") >= 0
+    assert all(v.replies == [f"working on {i}", f"done {i}"] for i, v in enumerate(views))
+
+
+def test_a_line_failing_in_every_batch_takes_the_normal_route(pb):
+    (agent,) = pb.agents(1, "fallback")
+    pb.llm.set_batch_knobs(fail_next_lines=2)  # the first step's line fails in two batches
+    (run,) = _send_chains(pb, [agent], "provider_batch")
+    (view,) = wait_runs(pb.client, [run], WAIT_S)
+    assert view.status == "done" and view.replies == ["working on 0", "done 0"]
+    assert [m for _, m, _ in journal(pb.client, agent.id)] == ["normal", "provider_batch", "provider_batch"]
+    first = _parked(pb, agent_id=agent.id, step_no=1)[0]
+    assert first.attempts == 2 and first.state in ("resumed", "fallback") and "injected" in (first.error or "")
+
+
+def test_messages_sent_while_parked_wait_behind_the_parked_step_in_order(pb):
+    (agent,) = pb.agents(1, "order")
+    pb.llm.set_batch_knobs(complete_s=2.0)  # the provider takes its time
+    pb.llm.script(agent.id, *chain_script(0))
+    first = pb.client.send(agent.id, "first", llm_mode="provider_batch").run_id
+    deadline = time.monotonic() + 10
+    while not _parked(pb, agent_id=agent.id, state="submitted") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    later = [pb.client.send(agent.id, f"later {k}").run_id for k in range(3)]  # normal route
+    time.sleep(1.0)
+    assert [pb.client.get_run(r).status for r in later] == ["queued"] * 3  # nothing overtakes the parked step
+    views = wait_runs(pb.client, [first, *later], WAIT_S)
+    assert [v.status for v in views] == ["done"] * 4
+    users = [m["message"] for role, m, _ in transcript(pb.client, agent.id)
+             if role == "user" and isinstance(m, dict) and m.get("type") == "user_message"]
+    assert users == ["first", "later 0", "later 1", "later 2"]
+    assert views[0].replies == ["working on 0", "done 0"]
+    assert [v.replies for v in views[1:]] == [[f"echo: later {k}"] for k in range(3)]
+
+
+def test_beat_killed_between_upload_and_commit_loses_and_duplicates_nothing(pb):
+    agents = pb.agents(4, "crash-upload")
+    beat = pb.beat
+    pb.llm.on_batch("create", lambda _bid: beat.kill())  # dies before it records the provider's id
+    runs = _send_chains(pb, agents, "provider_batch")
+    deadline = time.monotonic() + 15
+    while beat.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert beat.proc.poll() is not None
+    pb.llm.batch_api.hooks.clear()
+    beat.stop()
+    pb.start_beat()
+    views = wait_runs(pb.client, runs, WAIT_S)
+    assert [v.status for v in views] == ["done"] * 4, [v.error for v in views]
+    assert pb.llm.batch_stats()["duplicate_ids"] >= 4  # the lost batch's lines went up again
+    for i, agent in enumerate(agents):
+        assert [m for _, m, _ in journal(pb.client, agent.id)] == ["provider_batch"] * 3
+        assert views[i].replies == [f"working on {i}", f"done {i}"]
+        assert _count_assistant(pb, agent.id) == 3
+
+
+def test_beat_and_worker_killed_between_output_and_resume_lose_and_duplicate_nothing(pb):
+    agents = pb.agents(4, "crash-output")
+    beat, worker = pb.beat, pb.worker
+    killed = []
+
+    def crash(_fid):
+        if not killed:
+            killed.append(1)
+            worker.proc.kill() if False else __import__("os").killpg(worker.proc.pid, 9)
+            beat.kill()
+
+    pb.llm.on_batch("content", crash)  # both die while the output is read
+    runs = _send_chains(pb, agents, "provider_batch")
+    deadline = time.monotonic() + 15
+    while beat.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert killed and beat.proc.poll() is not None
+    pb.llm.batch_api.hooks.clear()
+    beat.stop()
+    worker.stop()
+    pb.start_worker()
+    pb.start_beat()
+    views = wait_runs(pb.client, runs, WAIT_S)
+    assert [v.status for v in views] == ["done"] * 4, [v.error for v in views]
+    for i, agent in enumerate(agents):
+        assert [m for _, m, _ in journal(pb.client, agent.id)] == ["provider_batch"] * 3
+        assert views[i].replies == [f"working on {i}", f"done {i}"]
+        assert _count_assistant(pb, agent.id) == 3
+
+
+def test_cancelling_a_memq_batch_cancels_its_provider_batch(pb):
+    agents = pb.agents(3, "cancel")
+    pb.llm.set_batch_knobs(complete_s=30.0)
+    for i, a in enumerate(agents):
+        pb.llm.script(a.id, *chain_script(i))
+    lines = [json.dumps({"agent_id": a.id, "message": f"task {i}"}) for i, a in enumerate(agents)]
+    batch_id = pb.client.submit_batch(lines, llm_mode="provider_batch")["batch_id"]
+    deadline = time.monotonic() + 10
+    while len(_parked(pb, batch_id=batch_id, state="submitted")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    summary = pb.client.provider_batch_summary(batch_id)
+    assert summary["steps"] == {"submitted": 3} and summary["provider_batches"][0]["provider_batch_id"]
+    assert pb.client.cancel_batch(batch_id)["cancelled_runs"] == 3
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        summary = pb.client.provider_batch_summary(batch_id)
+        if summary["provider_batches"][0]["state"] == "cancelled":
+            break
+        time.sleep(0.1)
+    assert summary["provider_batches"][0]["state"] == "cancelled", summary
+    assert summary["steps"] == {"cancelled": 3}
+    assert "cancelled" in pb.llm.batch_stats()["statuses"]
+    assert all(journal(pb.client, a.id) == [] for a in agents)
+
+
+def _count_assistant(pb, agent_id: str) -> int:
+    from storage.models import Message
+
+    with pb.client.rt.db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(Message).where(
+            Message.agent_id == agent_id, Message.role == "assistant"))

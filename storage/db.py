@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT_S = 10  # libpq connect_timeout (whole seconds); ?connect_timeout= in the URL wins
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -129,7 +130,10 @@ class Database:
             # the first statement fails, SQLAlchemy drops the whole pool, and the
             # step is retried (steps are idempotent).
             pool_recycle=1800,
-            connect_args=self.driver_options,
+            # A server that accepts the TCP connection but never answers (frozen, overloaded)
+            # fails a new connection after this long instead of hanging on it.
+            connect_args={**({} if "connect_timeout=" in self.url else {"connect_timeout": CONNECT_TIMEOUT_S}),
+                          **self.driver_options},
             **options,
         )
 

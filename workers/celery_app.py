@@ -17,6 +17,22 @@ def visibility_timeout_s(settings: Settings) -> int:
     return int(max(3600, worst))
 
 
+# Every Redis socket of the app (a send's doorbell, a step's re-ring, the consumer) gives up
+# after this long instead of waiting on a server that stopped answering (frozen, or cut off
+# by the network); the doorbell is then "not delivered" and the reconciler rings it. Above
+# kombu's 1 s BRPOP wait. A publish is tried twice (Celery's default is 4 tries), so a
+# send waits at most ~2 x 3 s on a frozen broker instead of as long as the freeze lasts.
+BROKER_SOCKET_TIMEOUT_S = 3.0
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": visibility_timeout_s(settings)}
+    if (settings.broker_url or "").startswith(("redis://", "rediss://")):
+        options.update(socket_timeout=BROKER_SOCKET_TIMEOUT_S, socket_connect_timeout=BROKER_SOCKET_TIMEOUT_S)
+    return options
+
+
 def create_celery_app(settings: Settings) -> Any:
     from celery import Celery
     from kombu import Queue as KombuQueue
@@ -33,7 +49,8 @@ def create_celery_app(settings: Settings) -> Any:
         task_default_queue=Queue.INTERACTIVE.value,
         task_queues=[KombuQueue(q, routing_key=q) for q in ALL_QUEUES],
         task_create_missing_queues=True,
-        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
+        broker_transport_options=broker_transport_options(settings),
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -55,9 +55,9 @@ class ChaosDatabase:
         self.name = f"memq_chaos_{secrets.token_hex(4)}"
         self.url = f"{server_url.rsplit('/', 1)[0]}/{self.name}"
 
-    def create(self) -> "ChaosDatabase":
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
+    def create(self, tablespace: str | None = None) -> "ChaosDatabase":
+        with psycopg.connect(self.server_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"' + (f" TABLESPACE {tablespace}" if tablespace else ""))
         from storage.db import Database
 
         db = Database(self.url)
@@ -278,8 +278,9 @@ class Worker:
     """One `memq worker` slot; each start() is a new process (a new generation)."""
 
     def __init__(self, slot: int, env: dict[str, str], log_dir: Path, concurrency: int,
-                 preload: bool = True) -> None:
+                 preload: bool = True, processes: int = 1) -> None:
         self.slot = slot
+        self.processes = processes  # > 1: `memq worker --processes N` (a supervisor and N children)
         self.env = env
         self.log_dir = log_dir
         self.concurrency = concurrency
@@ -299,6 +300,26 @@ class Worker:
         assert self.proc is not None
         return f"{socket.gethostname()}:{self.proc.pid}"
 
+    def pids(self) -> list[int]:
+        """The worker's processes: the one we started and its descendants."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            try:
+                todo += [int(c) for t in os.listdir(f"/proc/{pid}/task")
+                         for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+            except OSError:
+                pass
+        return out
+
+    def memq_worker_ids(self) -> list[str]:
+        """Every lease_owner this worker's processes write (the children's, with --processes N)."""
+        host = socket.gethostname()
+        return [f"{host}:{pid}" for pid in self.pids()]
+
     def start(self) -> "Worker":
         self.generation += 1
         self.log_path = self.log_dir / f"worker{self.slot}-gen{self.generation}.log"
@@ -307,7 +328,8 @@ class Worker:
         if PATCH_FILE:
             code = f"exec(compile(open({PATCH_FILE!r}).read(), {PATCH_FILE!r}, 'exec')); {code}"
         head = ["-c", code] if (self.preload or PATCH_FILE) else ["-m", "memq.cli.main"]
-        cmd = [sys.executable, *head, "worker", "--processes", "1", "--concurrency", str(self.concurrency),
+        cmd = [sys.executable, *head, "worker", "--processes", str(self.processes),
+               "--concurrency", str(self.concurrency),
                "--loglevel", "INFO", "--hostname", f"chaos{self.slot}g{self.generation}@%h"]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -327,7 +349,7 @@ class Worker:
             return False
         if self._ready_seen:
             return True
-        if self.log_path is not None and b" ready." in self.log_path.read_bytes():
+        if self.log_path is not None and self.log_path.read_bytes().count(b" ready.") >= self.processes:
             self._ready_seen = True
             self.startup_s.append(round(time.monotonic() - self.started_at, 1))
             return True

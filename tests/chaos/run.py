@@ -2,7 +2,8 @@
 
     python -m tests.chaos.run [--broker redis|redis-aof|rabbitmq] [--agents 20] [--messages 30]
         [--kills 5] [--broker-restart] [--pg-restart] [--dup-doorbells] [--llm-faults]
-        [--json-out FILE]
+        [--freeze-redis] [--freeze-pg] [--full-disk] [--cut-broker] [--slow-tail]
+        [--processes N] [--soak-minutes N] [--own-pg] [--json-out FILE]
 
 Starts a fresh Postgres database, a broker, the scripted LLM and two `memq worker`
 processes; sends numbered messages to every agent without waiting, while it
@@ -31,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from tests.chaos import harness
+from tests.chaos import faults as quiet_faults, harness
 from tests.chaos.checker import FINISHED, check
 from tests.chaos.harness import log
 
@@ -62,12 +63,50 @@ class Config:
     keep_logs: bool = False
     cold_workers: bool = False
     freeze_s: float = 1.5  # workers are frozen this long before a broker restart
+    # issue 19: slow and quiet faults, and scale
+    own_pg: bool = False  # a Postgres cluster of the run's own (implied by every Postgres fault)
+    freeze_redis: bool = False
+    freeze_pg: bool = False
+    freeze_fault_s: float = 20.0  # how long --freeze-redis / --freeze-pg keep the server stopped
+    full_disk: bool = False
+    full_disk_s: float = 15.0
+    disk_mb: int = 64
+    cut_broker: bool = False
+    cut_s: float = 15.0
+    slow_tail: bool = False
+    slow_rate: float = 0.01
+    slow_s: float = 30.0
+    processes: int = 1
+    soak_minutes: float | None = None
+    soak_rate: float = 20.0  # messages per second over all agents in a soak
+    sample_every_s: float = 60.0
+
+    @property
+    def uses_own_pg(self) -> bool:
+        return self.own_pg or self.pg_restart or self.freeze_pg or self.full_disk
+
+    def fault_plan(self) -> list[tuple[float, str]]:
+        """(fraction of the send window, fault) for the one-at-a-time faults, in order."""
+        plan = [(0.35, "broker", self.broker_restart), (0.65, "pg", self.pg_restart),
+                (0.15, "freeze_redis", self.freeze_redis), (0.45, "freeze_pg", self.freeze_pg),
+                (0.55, "full_disk", self.full_disk), (0.25, "cut_broker", self.cut_broker),
+                (0.3, "slow_tail", self.slow_tail)]
+        return [(f, name) for f, name, on in plan if on]
+
+    @property
+    def fault_time_s(self) -> float:
+        """Seconds the slow faults keep things broken (the send window grows by this much)."""
+        return ((self.freeze_fault_s + 5) * (self.freeze_redis + self.freeze_pg)
+                + (self.full_disk_s + 5) * self.full_disk + (self.cut_s + 5) * self.cut_broker
+                + (2 * self.slow_s + 20) * self.slow_tail)
 
     @property
     def send_window_s(self) -> float:
         if self.send_s is not None:
             return self.send_s
-        return max(12.0, self.first_kill_s + self.kills * self.kill_every_s + 10.0)
+        if self.soak_minutes:
+            return self.soak_minutes * 60.0
+        return max(12.0, self.first_kill_s + self.kills * self.kill_every_s + 10.0) + self.fault_time_s
 
 
 @dataclass
@@ -75,7 +114,7 @@ class Kill:
     at: float  # epoch seconds
     slot: int
     generation: int
-    memq_worker_id: str
+    memq_worker_ids: list[str]
     warm: bool = True  # the worker held leases (steps in flight) and every other worker was up
     leases: int = 0  # leases the killed worker held
     in_flight: list[tuple[str, int]] = field(default_factory=list)  # (agent_id, step_counter) with work left
@@ -92,8 +131,18 @@ class ChaosRun:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.tmp = Path(tempfile.mkdtemp(prefix="memq-chaos-"))
-        self.db = harness.ChaosDatabase()
+        self.pg = None
+        if cfg.uses_own_pg:
+            from tests.chaos.own_pg import OwnPostgres
+
+            self.pg = OwnPostgres()
+        self.db = harness.ChaosDatabase(self.pg.server_url if self.pg else harness.PG_SERVER)
         self.broker = harness.make_broker(cfg.broker)
+        self.proxy = None  # --cut-broker: worker 0 reaches Redis through it
+        self.slow_on_at: float | None = None
+        self.sends_started_at = 0.0
+        self.send_attempts: list[tuple[float, float, str | None, str]] = []  # start, took, error, message
+        self.sampler = None
         self.llm = None
         self.workers: list[harness.Worker] = []
         self.agent_ids: list[str] = []
@@ -123,15 +172,20 @@ class ChaosRun:
 
         return Settings(database_url=self.db.url, broker_url=self.broker.url, home=self.tmp / "home")
 
-    def worker_env(self) -> dict[str, str]:
+    @property
+    def llm_timeout_s(self) -> float:
+        """1 s, so injected timeouts are cheap; above the slow tail's calls with --slow-tail."""
+        return self.cfg.slow_s + 15.0 if self.cfg.slow_tail else 1.0
+
+    def worker_env(self, broker_url: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMQ_")}
         env.update({
             "MEMQ_DATABASE_URL": self.db.url,
-            "MEMQ_BROKER_URL": self.broker.url,
+            "MEMQ_BROKER_URL": broker_url or self.broker.url,
             "MEMQ_LLM_MODEL": "openai/scripted",
             "MEMQ_LLM_API_BASE": self.llm.url,
             "MEMQ_LLM_API_KEY": "chaos-key-not-secret",
-            "MEMQ_LLM_TIMEOUT_S": "1",
+            "MEMQ_LLM_TIMEOUT_S": f"{self.llm_timeout_s:g}",
             "MEMQ_LLM_MAX_RETRIES": "4",
             "MEMQ_LLM_BACKOFF_S": "0.05",
             "MEMQ_LEASE_S": "5",
@@ -146,20 +200,38 @@ class ChaosRun:
     def setup(self) -> None:
         from tests.scripted_llm import ScriptedLLM
 
+        cfg = self.cfg
+        tablespace = None
+        if self.pg is not None:
+            self.pg.init()
+            log(f"own Postgres cluster on port {self.pg.port} ({self.pg.dir})")
+            if cfg.full_disk:
+                tablespace = self.pg.small_tablespace(cfg.disk_mb)
+                log(f"database in tablespace {tablespace}: a {cfg.disk_mb} MB tmpfs at {self.pg.small}")
         log(f"database {self.db.name}")
-        self.db.create()
+        self.db.create(tablespace=tablespace)
         log(f"broker {self.cfg.broker}: {self.broker.url}")
         self.broker.start()
+        if cfg.cut_broker:
+            if not hasattr(self.broker, "port"):
+                raise RuntimeError("--cut-broker needs the run's own Redis (--broker redis or redis-aof)")
+            from tests.chaos.proxy import Proxy
+
+            self.proxy = Proxy("127.0.0.1", self.broker.port).start()
+            log(f"worker 0 reaches Redis through the proxy on port {self.proxy.port}")
         self.llm = ScriptedLLM(latency_ms=self.cfg.latency_ms).start()
         if self.cfg.llm_faults:
-            self.llm.set_faults(LLM_FAULT_RATES, seed=self.cfg.seed, timeout_s=2.0, retry_after=1)
+            self.llm.set_faults(LLM_FAULT_RATES, seed=self.cfg.seed, timeout_s=self.llm_timeout_s + 1,
+                                retry_after=1)
         log(f"scripted LLM {self.llm.url} (latency {self.cfg.latency_ms} ms, "
             f"faults {'on' if self.cfg.llm_faults else 'off'})")
-        env = self.worker_env()
         (self.tmp / "logs").mkdir()
         for slot in range(self.cfg.workers):
-            self.workers.append(harness.Worker(slot, env, self.tmp / "logs", self.cfg.concurrency,
-                                               preload=not self.cfg.cold_workers).start())
+            url = (self.broker.url.replace(f":{self.broker.port}/", f":{self.proxy.port}/")
+                   if self.proxy is not None and slot == 0 else None)
+            self.workers.append(harness.Worker(slot, self.worker_env(url), self.tmp / "logs",
+                                               self.cfg.concurrency, preload=not self.cfg.cold_workers,
+                                               processes=self.cfg.processes).start())
         for w in self.workers:
             w.wait_ready(90)
         log(f"{len(self.workers)} workers ready (logs in {self.tmp / 'logs'})")
@@ -180,12 +252,17 @@ class ChaosRun:
     def _send(self, client, agent_id: str, text: str, key: str, deadline: float) -> str | None:
         """Send until memq has it (the same key on every retry); None past the deadline."""
         while True:
+            start, t = time.time(), time.monotonic()
             try:
-                return client.send(agent_id, text, idempotency_key=key).run_id
+                run_id = client.send(agent_id, text, idempotency_key=key).run_id
+                self.send_attempts.append((start, time.monotonic() - t, None, ""))
+                return run_id
             except Exception as exc:  # Postgres restarting: retry with the same key
+                name = type(exc).__name__
+                self.send_attempts.append((start, time.monotonic() - t, name, str(exc).splitlines()[0]
+                                           if str(exc) else ""))
                 with self.lock:
                     self.send_retries += 1
-                    name = type(exc).__name__
                     self.send_errors[name] = self.send_errors.get(name, 0) + 1
                 if time.monotonic() > deadline:
                     return None
@@ -283,8 +360,8 @@ class ChaosRun:
     def _leases_held(self, w: harness.Worker) -> int:
         """How many live leases the worker holds right now (steps in flight); 0 if unknown."""
         try:
-            rows = self._pg("SELECT count(*) FROM agents WHERE lease_owner = %s AND lease_until_s > %s",
-                            (w.memq_worker_id, time.time()), tries=1)
+            rows = self._pg("SELECT count(*) FROM agents WHERE lease_owner = ANY(%s) AND lease_until_s > %s",
+                            (w.memq_worker_ids(), time.time()), tries=1)
             return int(rows[0][0])
         except RuntimeError:  # Postgres restarting
             return 0
@@ -309,21 +386,21 @@ class ChaosRun:
         if oldest is None:
             raise RuntimeError("no worker became ready to be killed")
         w = oldest  # the oldest: the slots take turns
-        kill = Kill(at=time.time(), slot=w.slot, generation=w.generation, memq_worker_id=w.memq_worker_id,
-                    warm=warm)
+        kill = Kill(at=time.time(), slot=w.slot, generation=w.generation,
+                    memq_worker_ids=w.memq_worker_ids(), warm=warm)
         with self.lock:
             w.kill()
         rows = self._pg(
             "SELECT a.id, a.step_counter, (a.active_run_id IS NOT NULL OR EXISTS (SELECT 1 FROM inbox i "
-            "WHERE i.agent_id = a.id AND i.consumed_at IS NULL)) FROM agents a WHERE a.lease_owner = %s",
-            (kill.memq_worker_id,))
+            "WHERE i.agent_id = a.id AND i.consumed_at IS NULL)) FROM agents a WHERE a.lease_owner = ANY(%s)",
+            (kill.memq_worker_ids,))
         kill.leases = len(rows)
         # Only agents with work left must make progress again (a doorbell that found
         # nothing to do, or a step killed after its commit, leaves nothing to recover).
         kill.in_flight = [(r[0], int(r[1])) for r in rows if r[2]]
         self.kills.append(kill)
         log(f"kill {len(self.kills)}: SIGKILL {'' if kill.warm else 'cold '}worker {w.slot} gen {w.generation} "
-            f"({kill.memq_worker_id}): it held {kill.leases} lease(s), {len(kill.in_flight)} with work left")
+            f"({','.join(kill.memq_worker_ids)}): it held {kill.leases} lease(s), {len(kill.in_flight)} with work left")
         with self.lock:
             w.start()
 
@@ -356,7 +433,7 @@ class ChaosRun:
 
     def restart_pg(self) -> None:
         t = time.time()
-        took = harness.restart_postgres()
+        took = self.pg.restart() if self.pg is not None else harness.restart_postgres()
         self.events.append({"event": "pg_restart", "at": t, "took_s": round(took, 2)})
         log(f"Postgres restarted in {took:.1f}s")
 
@@ -364,15 +441,13 @@ class ChaosRun:
         """Two timelines, each run by its own thread: the kills, and the restarts."""
         cfg = self.cfg
         kills = [(cfg.first_kill_s + k * cfg.kill_every_s, "kill") for k in range(cfg.kills)]
-        restarts = []
-        if cfg.broker_restart:
-            restarts.append((cfg.send_window_s * 0.35 + 1.0, "broker"))
-        if cfg.pg_restart:
-            restarts.append((cfg.send_window_s * 0.65 + 1.0, "pg"))
+        # One thread runs the restarts and slow faults one after another (each waits out its fault).
+        restarts = [(cfg.send_window_s * f + 1.0, name) for f, name in cfg.fault_plan()]
         return [kills, restarts]
 
     def chaos(self, t0: float, plan: list[tuple[float, str]]) -> None:
-        actions = {"kill": self.kill_one, "broker": self.restart_broker, "pg": self.restart_pg}
+        actions = {"kill": self.kill_one, "broker": self.restart_broker, "pg": self.restart_pg,
+                   **{name: (lambda f=f: f(self)) for name, f in quiet_faults.ACTIONS.items()}}
         for at, what in sorted(plan):
             if self.stop.wait(max(0.0, t0 + at - time.monotonic())):
                 return
@@ -464,6 +539,11 @@ class ChaosRun:
         started = time.monotonic()
         self.setup()
         t0 = time.monotonic()
+        self.sends_started_at = time.time()
+        if cfg.soak_minutes:
+            from tests.chaos.soak import Sampler
+
+            self.sampler = Sampler(self, every_s=cfg.sample_every_s).start()
         log(f"sending {cfg.agents}x{cfg.messages} messages over {cfg.send_window_s:.0f}s")
         n_send = max(1, min(cfg.senders, cfg.agents))
         indexed = list(enumerate(self.agent_ids))
@@ -477,6 +557,10 @@ class ChaosRun:
         if cfg.dup_doorbells:
             bells.start()
         drained_at = self.wait_drained(threads, t0)
+        sends_end = max((a[0] + a[1] for a in self.send_attempts), default=time.time())
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler.samples.append(self.sampler.sample())
         self.stop.set()
         if cfg.dup_doorbells:
             bells.join(10)
@@ -487,6 +571,8 @@ class ChaosRun:
         waits = self.analyse_waits(result.pop("waits"), t0)
         faults = self.llm.faults() if self.llm else {}
         recoveries = [k.recovery_s for k in self.kills if k.recovery_s is not None]
+        quiet_faults.annotate_events(self)
+        slow = quiet_faults.slow_tail_report(self, sends_end)
         report: dict[str, Any] = {
             "broker": cfg.broker,
             "agents": cfg.agents,
@@ -514,6 +600,14 @@ class ChaosRun:
             "chain_capped": result["chain_capped"],
             "steps": result["steps"],
             "longest_recovery_s": max(recoveries) if recoveries else None,
+            "longest_stall_s": waits["longest_s"],
+            "processes": cfg.processes,
+            "own_pg": self.pg is not None,
+            "faults": [{k: v for k, v in e.items() if k not in ("at",)}
+                       for e in self.events],
+            "broker_cut": quiet_faults.cut_report(self),
+            "slow_tail": slow,
+            "soak": self.sampler.summary() if self.sampler is not None else None,
             "worker_startup_s": [x for w in self.workers for x in w.startup_s],
             "unexpected_worker_exits": self.unexpected_exits,
             "kill_details": [
@@ -551,11 +645,15 @@ class ChaosRun:
                 pass
         if self.llm:
             self.llm.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         try:
             self.broker.stop()
         except Exception:
             log(f"broker clean-up failed: {traceback.format_exc().splitlines()[-1]}")
         self.db.drop()
+        if self.pg is not None:
+            self.pg.stop()
         if keep_logs:
             log(f"logs kept in {self.tmp / 'logs'}")
         else:
@@ -565,13 +663,25 @@ class ChaosRun:
 SUMMARY_KEYS = ("broker", "messages", "repeated_sends", "kills", "broker_restarts", "pg_restarts",
                 "dup_doorbells", "llm_faults", "lost", "duplicated", "reordered", "overlapping",
                 "wrong_replies", "failed", "failed_llm", "failed_gave_up", "chain_capped", "steps",
-                "longest_recovery_s", "waits", "unexpected_worker_exits", "elapsed_s", "wall_s", "ok")
+                "longest_recovery_s", "longest_stall_s", "waits", "unexpected_worker_exits",
+                "send_errors", "processes", "elapsed_s", "wall_s", "ok")
 
 
 def summary(report: dict[str, Any]) -> str:
     lines = [f"{k:>20}: {report.get(k)}" for k in SUMMARY_KEYS]
     for k in report.get("kill_details", []):
         lines.append(f"{'kill':>20}: {k}")
+    for e in report.get("faults", []):
+        if e["event"] != "broker_restart":
+            lines.append(f"{e['event']:>20}: {e}")
+    for key in ("broker_cut", "slow_tail"):
+        if report.get(key):
+            lines.append(f"{key:>20}: {report[key]}")
+    if report.get("soak"):
+        soak = {k: v for k, v in report["soak"].items() if k != "samples"}
+        lines.append(f"{'soak':>20}: {soak}")
+        for smp in report["soak"].get("samples", []):
+            lines.append(f"{'soak sample':>20}: {({k: v for k, v in smp.items() if k != 'per_table_kb'})}")
     if report.get("failures"):
         lines.append(f"{'FAILED':>20}: {', '.join(report['failures'])}")
     for agent, notes in list(report.get("notes", {}).items())[:10]:
@@ -606,7 +716,33 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="before a broker restart, SIGSTOP the workers this long so doorbells queue up")
     ap.add_argument("--cold-workers", action="store_true",
                     help="run plain `memq worker` (litellm imported on the first step, not before)")
+    f = ap.add_argument_group("slow and quiet faults, scale (issue 19)")
+    f.add_argument("--own-pg", action="store_true",
+                   help="a Postgres cluster of the run's own (implied by --pg-restart, --freeze-pg, --full-disk)")
+    f.add_argument("--freeze-redis", action="store_true", help="SIGSTOP the run's Redis, SIGCONT after --freeze-fault-s")
+    f.add_argument("--freeze-pg", action="store_true", help="SIGSTOP the run's Postgres, SIGCONT after --freeze-fault-s")
+    f.add_argument("--freeze-fault-s", type=float, default=20.0)
+    f.add_argument("--full-disk", action="store_true",
+                   help="the database on a --disk-mb tmpfs tablespace, filled mid-run, freed after --full-disk-s")
+    f.add_argument("--full-disk-s", type=float, default=15.0)
+    f.add_argument("--disk-mb", type=int, default=64)
+    f.add_argument("--cut-broker", action="store_true",
+                   help="worker 0 reaches Redis through a proxy that goes silent for --cut-s, then resets")
+    f.add_argument("--cut-s", type=float, default=15.0)
+    f.add_argument("--slow-tail", action="store_true",
+                   help="from a third in, --slow-rate of LLM calls take --slow-s (below the client's timeout)")
+    f.add_argument("--slow-rate", type=float, default=0.01)
+    f.add_argument("--slow-s", type=float, default=30.0)
+    f.add_argument("--processes", type=int, default=1, help="each worker is `memq worker --processes N`")
+    f.add_argument("--soak-minutes", type=float, default=None,
+                   help="send at --soak-rate msg/s for N minutes; sample worker RSS and table sizes")
+    f.add_argument("--soak-rate", type=float, default=20.0)
+    f.add_argument("--sample-every", dest="sample_every_s", type=float, default=60.0)
     a = ap.parse_args(argv)
+    if a.soak_minutes:  # messages per agent from the rate
+        a.messages = max(1, round(a.soak_rate * a.soak_minutes * 60 / a.agents))
+        if "--kills" not in (argv if argv is not None else sys.argv):
+            a.kills = 0
     return Config(**vars(a))
 
 

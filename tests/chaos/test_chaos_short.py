@@ -76,3 +76,27 @@ def test_chaos_full(tmp_path, broker):
     assert report["messages"] == 600
     assert report["kills"] == 5 and report["broker_restarts"] == 1 and report["pg_restarts"] == 1
     assert all(k["recovered"] == k["in_flight"] for k in report["kill_details"])
+
+
+@needs_redis
+@pytest.mark.timeout(200)
+def test_chaos_quiet_faults_short(tmp_path):
+    """Issue 19's faults, short: Redis and Postgres frozen, the disk full, worker 0 cut off
+    from its broker, a slow LLM tail, on the run's own Postgres with 2 processes per worker."""
+    report = chaos(
+        tmp_path, "--broker", "redis", "--agents", "6", "--messages", "8", "--kills", "1",
+        "--send-s", "30", "--freeze-redis", "--freeze-pg", "--freeze-fault-s", "4",
+        "--full-disk", "--full-disk-s", "4", "--disk-mb", "32", "--cut-broker", "--cut-s", "4",
+        "--slow-tail", "--slow-s", "3", "--slow-rate", "0.05", "--processes", "2",
+        "--timeout", "90", timeout_s=190,
+    )
+    assert_exactly_once(report)
+    assert report["messages"] == 48 and report["own_pg"] and report["failed"] == 0
+    events = {e["event"]: e for e in report["faults"]}
+    assert {"redis_freeze", "pg_freeze", "disk_full", "broker_cut", "slow_tail_on"} <= set(events)
+    # nothing waited on a frozen server past its client deadline plus the freeze
+    for name in ("redis_freeze", "pg_freeze"):
+        assert events[name]["sends"]["longest_attempt_s"] < 4 + 10, events[name]
+    assert report["broker_cut"]["cut_worker_steps_after_heal"] >= 0
+    assert report["slow_tail"]["slow_calls"] >= 0
+    assert not report["unexpected_worker_exits"]

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from memq.constants import STEP_TASK
 from storage import repository as repo
-from workers.metrics import observe_step
+from workers.metrics import count_inline_step, observe_step
 from workers.runtime import Runtime
 from workers.step import StepResult, run_step
 
@@ -26,12 +26,34 @@ class Doorbell(Protocol):
 
 
 def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str) -> StepResult:
-    """Run one step and ring again if the agent has more to do (heartbeat or inbox)."""
-    with observe_step(rt, agent_id, queue) as obs:  # log context + metrics (workers/metrics.py)
-        result = obs.done(run_step(rt, agent_id))
-    if result.more_work and result.reason != "leased":
-        doorbell.ring(agent_id, queue)
-    return result
+    """Run the agent's steps while it has work and the task's budget lasts; then ring again.
+
+    Each step is a whole step (lease, load, LLM, tool, fenced commit, release), so a
+    crash between two of them loses nothing: Postgres holds the work, and the doorbell
+    this task answers is acked only when it returns. Continuing in the same task saves
+    the broker round trip and Celery's per-task work (about a bare hop per step), which
+    is most of a chained step's overhead with a fast model. The budget
+    (MEMQ_INLINE_STEPS_MAX, MEMQ_INLINE_BUDGET_S) bounds how long one agent keeps a
+    worker thread before its next step queues behind other agents' doorbells.
+    """
+    started_s = time.monotonic()
+    steps = 0
+    while True:
+        with observe_step(rt, agent_id, queue) as obs:  # log context + metrics (workers/metrics.py)
+            result = obs.done(run_step(rt, agent_id))
+        steps += 1
+        if not result.more_work or result.reason == "leased":
+            return result
+        if not _may_continue(rt, result, steps, started_s):
+            doorbell.ring(agent_id, queue)
+            return result
+        count_inline_step()
+
+
+def _may_continue(rt: Runtime, result: StepResult, steps: int, started_s: float) -> bool:
+    settings = rt.settings
+    return (result.reason == "committed" and steps < settings.inline_steps_max
+            and time.monotonic() - started_s < settings.inline_budget_s)
 
 
 class CeleryDoorbell:

@@ -68,6 +68,9 @@ def _build() -> SimpleNamespace:
     m.runs_finished = Counter("memq_runs_finished", "Runs that reached a final status, by status.", ["status"])
     m.takeovers = Counter("memq_lease_takeovers", "Steps that took an agent's lease from a holder that "
                           "never finished (a crashed or stalled worker).")
+    m.inline_steps = Counter("memq_steps_inline", "Steps a task ran right after the agent's step before "
+                             "(its heartbeat or next event) without a broker round trip "
+                             "(MEMQ_INLINE_STEPS_MAX).")
     m.evicted = Counter("memq_evicted_messages", "Messages evicted from context windows to recall memory.")
     # Every labelled series exists (at 0) from the first scrape, so rate() works at once.
     for outcome in StepOutcome:
@@ -79,6 +82,13 @@ def _build() -> SimpleNamespace:
     for kind in ("prompt", "completion"):
         m.tokens.labels(kind)
     return m
+
+
+def count_inline_step() -> None:
+    try:
+        metrics().inline_steps.inc()
+    except Exception:  # noqa: BLE001 - metrics never take a step down
+        log.debug("counting an inline step failed", exc_info=True)
 
 
 class StepObservation:

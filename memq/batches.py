@@ -131,6 +131,11 @@ class BatchStatus(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    # llm_mode=provider_batch: its steps by ParkState (parked / submitted / answered / resumed ...),
+    # the provider batches that carried them, and what the normal route would have cost.
+    provider_steps: dict[str, int] = {}
+    provider_batch_ids: list[str] = []
+    normal_cost_usd: float | None = None
 
 
 class BatchOps:
@@ -210,15 +215,22 @@ class BatchOps:
     def batch_status(self, batch_id: str) -> BatchStatus:
         from storage.repository import batches as brepo
 
+        from storage.repository import parked as parked_repo
+
         with self.rt.db.transaction() as s:
             batch = brepo.get_batch(s, batch_id)
             counts = brepo.batch_counts(s, batch_id)
+            provider = parked_repo.batch_summary(s, batch_id)
         by_status = counts["by_status"]
         pending = sum(n for st, n in by_status.items() if not RunStatus(st).finished)
         return BatchStatus(
             batch_id=batch_id, total=batch.total, invalid=batch.invalid, cancelled=batch.cancelled,
             finished=pending == 0, counts=by_status, prompt_tokens=counts["prompt_tokens"],
             completion_tokens=counts["completion_tokens"], cost_usd=counts["cost_usd"],
+            provider_steps=provider["steps"],
+            provider_batch_ids=[b["provider_batch_id"] for b in provider["provider_batches"] if b["provider_batch_id"]],
+            normal_cost_usd=(counts["cost_usd"] - provider["batch_cost_usd"] + provider["normal_cost_usd"]
+                             if provider["steps"] else None),
         )
 
     def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
@@ -248,9 +260,14 @@ class BatchOps:
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         from storage.repository import batches as brepo
 
+        from storage.repository import parked as parked_repo
+
         with self.rt.db.transaction() as s:
-            cancelled = brepo.cancel_batch(s, batch_id)
-        return {"batch_id": batch_id, "cancelled_runs": cancelled}
+            run_ids = brepo.cancel_batch_runs(s, batch_id)
+            # Parked steps of those runs are cancelled; provider batches holding nothing else are
+            # cancelled at the provider by the beat's collector.
+            _, provider_batches = parked_repo.cancel_for_batch(s, batch_id, run_ids)
+        return {"batch_id": batch_id, "cancelled_runs": len(run_ids), "cancelled_provider_batches": len(provider_batches)}
 
 
 def _check_fits(settings: Any, session: Any, items: list[Any]) -> None:

@@ -102,7 +102,12 @@ def batch_rows(session: Session, batch_id: str) -> list[tuple[BatchItem, Run | N
 
 
 def cancel_batch(session: Session, batch_id: str) -> int:
-    """Cancel every run of the batch that has not started; returns how many.
+    """Cancel every run of the batch that has not started; returns how many."""
+    return len(cancel_batch_runs(session, batch_id))
+
+
+def cancel_batch_runs(session: Session, batch_id: str) -> list[str]:
+    """cancel_batch, returning the ids of the runs it cancelled.
 
     Runs already in a turn finish it. The inbox rows are consumed here, and a
     step's commit only consumes a row that is still pending, so a step racing
@@ -124,4 +129,4 @@ def cancel_batch(session: Session, batch_id: str) -> int:
             .where(Run.id.in_(consumed))
             .values(status=RunStatus.CANCELLED.value, error="cancelled with its batch", finished_at=now)
         )
-    return len(consumed)
+    return list(consumed)

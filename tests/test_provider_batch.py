@@ -33,8 +33,7 @@ def pb(memq_env, tmp_path_factory):
     with own_stack(memq_env, "memq_pb", **extra) as env:
         logs = tmp_path_factory.mktemp("pb")
         stack = _Stack(env, logs, llm)
-        stack.start_worker()
-        stack.start_beat()
+        stack.start()
         settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items() if k.startswith("MEMQ_")})
         stack.client = Client.connect(settings)
         try:
@@ -52,14 +51,17 @@ class _Stack:
         self.client = None
         self.n = 0
 
-    def start_worker(self):
+    def start(self, worker: bool = True, beat: bool = True):
+        """Start a worker and/or a beat side by side (each pays the litellm import), then wait for both."""
         self.n += 1
-        self.worker = WorkerProcess(self.env, self.logs / f"worker{self.n}.log", "--concurrency", "20")
-        self.worker.wait_ready()
-
-    def start_beat(self):
-        self.n += 1
-        self.beat = BeatProcess(self.env, self.logs / f"beat{self.n}.log").wait_ready()
+        if worker:
+            self.worker = WorkerProcess(self.env, self.logs / f"worker{self.n}.log", "--concurrency", "20")
+        if beat:
+            self.beat = BeatProcess(self.env, self.logs / f"beat{self.n}.log")
+        if worker:
+            self.worker.wait_ready()
+        if beat:
+            self.beat.wait_ready()
 
     def stop(self):
         for p in (self.beat, self.worker):
@@ -179,7 +181,7 @@ def test_beat_killed_between_upload_and_commit_loses_and_duplicates_nothing(pb):
     assert beat.proc.poll() is not None
     pb.llm.batch_api.hooks.clear()
     beat.stop()
-    pb.start_beat()
+    pb.start(worker=False)
     views = wait_runs(pb.client, runs, WAIT_S)
     assert [v.status for v in views] == ["done"] * 4, [v.error for v in views]
     assert pb.llm.batch_stats()["duplicate_ids"] >= 4  # the lost batch's lines went up again
@@ -209,8 +211,7 @@ def test_beat_and_worker_killed_between_output_and_resume_lose_and_duplicate_not
     pb.llm.batch_api.hooks.clear()
     beat.stop()
     worker.stop()
-    pb.start_worker()
-    pb.start_beat()
+    pb.start()
     views = wait_runs(pb.client, runs, WAIT_S)
     assert [v.status for v in views] == ["done"] * 4, [v.error for v in views]
     for i, agent in enumerate(agents):

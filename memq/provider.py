@@ -1,5 +1,5 @@
-"""Calling model providers through litellm: the route, which errors to retry, and the
-retry loop itself. Shared by chat completions (workers/llm.py) and embeddings
+"""Calling model providers (directly or through litellm): the route, which errors to retry,
+and the retry loop itself. Shared by chat completions (workers/llm.py) and embeddings
 (storage/embeddings.py) so both treat a provider the same way."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from memq.llm_errors import Endpoint
@@ -30,6 +30,24 @@ RETRYABLE_NAMES = frozenset({
 
 class BadResponse(RuntimeError):
     """A 200 answer without the content asked for: retried like a 5xx."""
+
+
+class ProviderHTTPError(RuntimeError):
+    """A non-2xx answer (or an unparsable 200) on a route memq sends itself: ``status_code``
+    and ``response.headers`` as litellm's errors carry them (retries, Retry-After, the error text)."""
+
+    def __init__(self, status_code: int, message: str, headers: Any) -> None:
+        super().__init__(message)  # the status is said by memq/llm_errors.py, beside the URL
+        self.status_code = status_code
+        self.message = message
+        self.response = _Answer(headers)
+
+
+class _Answer:
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Any) -> None:
+        self.headers = headers
 
 
 class RetriesExhausted(RuntimeError):

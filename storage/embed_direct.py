@@ -15,17 +15,10 @@ import json
 import os
 from typing import Any
 
+from memq.provider import ProviderHTTPError
+
 DIRECT_PREFIXES = ("openai/", "hosted_vllm/")
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
-
-
-class ProviderHTTPError(RuntimeError):
-    """A non-2xx answer: ``status_code`` and ``response.headers`` as litellm's errors have them."""
-
-    def __init__(self, status_code: int, message: str, headers: Any) -> None:
-        super().__init__(f"HTTP {status_code}: {message}")
-        self.status_code = status_code
-        self.response = type("Response", (), {"headers": headers})()
 
 
 class DirectEmbeddings:
@@ -76,3 +69,6 @@ class DirectEmbeddings:
             return json.loads(raw)
         except ValueError:
             raise ProviderHTTPError(200, "the answer is not JSON", {}) from None
+
+
+__all__ = ["DirectEmbeddings", "ProviderHTTPError"]

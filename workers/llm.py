@@ -1,6 +1,9 @@
-"""The LLM call: litellm with explicit timeouts, bounded retries and backoff.
+"""The LLM call: explicit timeouts, bounded retries and backoff, on one of two routes.
 
-litellm is imported lazily, once per process (importing it costs seconds).
+OpenAI-format providers take the direct route (workers/llm_direct.py: memq's own
+request and parse, prices and windows from litellm's model map read as a file);
+every other provider goes through ``litellm.completion``. litellm is imported
+lazily, once per process, and only when a call needs it (~115-145 MiB, seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 from memq.llm_errors import endpoint_for
 from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
 from memq.settings import Settings
+from workers import model_map
+from workers.openai_format import ChatAnswer, ContextWindowExceededError, ToolCall
+
+__all__ = ["ContextTooLong", "LLMClient", "LLMError", "LLMReply", "ToolCall", "resolve_route"]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -29,20 +36,6 @@ class LLMError(RuntimeError):
 
 class ContextTooLong(LLMError):
     """The provider refused the prompt as longer than the model's window."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
-
-    def as_openai(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
 
 
 @dataclass(frozen=True)
@@ -87,14 +80,29 @@ class LLMClient:
             from workers.llm_direct import DirectRoute
 
             s = self.settings
-            self._direct = DirectRoute(self.litellm, api_base=s.llm_api_base, api_key=s.llm_api_key,
+            self._direct = DirectRoute(api_base=s.llm_api_base, api_key=s.llm_api_key,
                                        timeout_s=s.llm_timeout_s, max_connections=s.llm_max_connections)
         return self._direct
+
+    def warm_up(self, model: str) -> None:
+        """Pay the one-time costs of `model`'s route before the first step: the HTTP client and
+        TLS context of the direct route, or litellm's import (seconds) for the other providers."""
+        route = resolve_route(model, self.settings.llm_api_base)
+        direct = self.direct
+        if direct is not None and direct.supports(route):
+            direct.warm_up()
+        else:
+            _ = self.litellm
 
     def close(self) -> None:
         """Close the direct route's connections (litellm's own clients are litellm's)."""
         if self._direct is not None:
             self._direct.close()
+
+    def _answered(self, answer: ChatAnswer, route: str) -> LLMReply:
+        """A direct-route answer, priced from litellm's model map (0 for an unlisted model)."""
+        return LLMReply(content=answer.content, tool_calls=answer.tool_calls, prompt_tokens=answer.prompt_tokens,
+                        completion_tokens=answer.completion_tokens, cost_usd=price_usd(route, answer))
 
     def _parse(self, response: Any) -> LLMReply:
         choices = getattr(response, "choices", None) or []
@@ -170,7 +178,8 @@ class LLMClient:
             if self.limiter is not None:
                 self.limiter.acquire(model, prompt_tokens + kwargs["max_tokens"])
             if direct is not None:
-                return self._parse(direct.complete(kwargs["model"], messages, tools, kwargs["max_tokens"]))
+                route = kwargs["model"]
+                return self._answered(direct.complete(route, messages, tools, kwargs["max_tokens"]), route)
             return self._parse(self.litellm.completion(**kwargs))
 
         try:
@@ -179,13 +188,35 @@ class LLMClient:
                 attempts=s.llm_max_retries + 1,
                 backoff_s=s.llm_backoff_s,
                 backoff_max_s=s.llm_backoff_max_s,
-                give_up=lambda exc: type(exc).__name__ == "ContextWindowExceededError",
+                give_up=_context_too_long,
                 endpoint=endpoint_for(kwargs["model"], s.llm_api_base, s.llm_timeout_s),
             )
         except RetriesExhausted as exc:
-            if type(exc.error).__name__ == "ContextWindowExceededError":
+            if _context_too_long(exc.error):
                 raise ContextTooLong(exc.described, exc.attempts) from exc.error
             raise LLMError(
                 f"LLM call failed after {exc.attempts} attempt(s): {exc.described}", exc.attempts
             ) from exc.error
         return replace(reply, latency_ms=(time.perf_counter() - started) * 1000, attempts=attempts, retries=errors)
+
+
+def _context_too_long(exc: BaseException) -> bool:
+    """The direct route's error, or litellm's of the same name: never retried."""
+    return isinstance(exc, ContextWindowExceededError) or type(exc).__name__ == "ContextWindowExceededError"
+
+
+def price_usd(route: str, answer: ChatAnswer) -> float:
+    """What litellm's completion_cost charges for a direct-route answer: prompt, cached prompt
+    and completion tokens at the model's rates (the answering snapshot's first, then the route's)."""
+    provider, _, name = route.partition("/")
+    if not name:
+        provider, name = "openai", route
+    for model in dict.fromkeys(m for m in (answer.model, name) if m):
+        facts = model_map.lookup(model, provider)
+        if facts is None or not model_map.same_provider(facts.provider, provider) \
+                or not (facts.input_cost or facts.output_cost):
+            continue
+        cached = min(answer.cached_tokens, answer.prompt_tokens) if facts.cache_read_cost is not None else 0
+        return ((answer.prompt_tokens - cached) * facts.input_cost + cached * (facts.cache_read_cost or 0.0)
+                + answer.completion_tokens * facts.output_cost)
+    return 0.0

@@ -113,9 +113,10 @@ class Runtime:
         )
 
     def warm_up(self) -> None:
-        """Pay the one-time costs (litellm import, tokenizer load) before the first step."""
+        """Pay the one-time costs (the LLM route's client, or litellm's import for a provider that
+        needs it; the tokenizer) before the first step."""
         model = self.settings.llm_model or "gpt-4o-mini"
-        _ = self.llm.litellm
+        self.llm.warm_up(model)
         self.counter.text(model, "warm up")
         self.counter.tools(model, self.tools.schemas)
         self.counter.window(model)

@@ -73,15 +73,18 @@ def full_disk(run: Any) -> None:
 
 
 def cut_broker(run: Any) -> None:
-    t = time.time()
     w = run.workers[0]
+    deadline = time.monotonic() + 5  # cut it while it has steps in flight, if that comes soon
+    while (held := run._leases_held(w)) == 0 and time.monotonic() < deadline and not run.stop.wait(0.02):
+        pass
+    t = time.time()
     run.proxy.cut()
     log(f"broker cut off from worker 0 ({run.cfg.cut_s:g}s of silence)")
     try:
         run.stop.wait(run.cfg.cut_s)
     finally:
         run.proxy.heal()
-    _event(run, "broker_cut", t, cut_s=run.cfg.cut_s, worker_ids=w.memq_worker_ids(),
+    _event(run, "broker_cut", t, cut_s=run.cfg.cut_s, worker_ids=w.memq_worker_ids(), leases_at_cut=held,
            proxy_connections=run.proxy.connections, opened_during_cut=run.proxy.cut_connections)
     log("broker proxy healed (connections reset)")
 

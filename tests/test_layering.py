@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "memq.api": 4,
     "memq.client": 3,
     "memq.batches": 3,
+    "memq.provider_batch_client": 3,
     "memq.memory_client": 3,
     "memq.schedules_client": 3,
     "memq.ingest_client": 3,

@@ -22,14 +22,15 @@ class NativeOps:
         self.broker_problem = ops.broker_problem
 
     # -- batches --------------------------------------------------------------------
-    def submit_batch(self, tenant: str, lines: list[str], *, create_agents: bool, skip_invalid: bool) -> dict[str, Any]:
+    def submit_batch(self, tenant: str, lines: list[str], *, create_agents: bool, skip_invalid: bool,
+                     llm_mode: str = "normal") -> dict[str, Any]:
         from memq.api.errors import unavailable
 
         problem = self.broker_problem()
         if problem:
             raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
         out = self.client.submit_batch(lines, create_agents=create_agents, skip_invalid=skip_invalid,
-                                       source="http", tenant_id=tenant)
+                                       source="http", tenant_id=tenant, llm_mode=llm_mode)
         return {**out, "batch_id": ids.wire_batch(out["batch_id"])}
 
     def _own(self, tenant: str, batch_id: str) -> None:
@@ -64,8 +65,14 @@ class NativeOps:
                 "llm_latency_ms": round(r.llm_latency_ms, 3), "llm_attempts": r.llm_attempts,
                 "tool": r.tool_name, "outcome": r.outcome, "error": r.error, "cost_usd": r.cost_usd,
                 "context_tokens": r.context_tokens, "evicted_messages": r.evicted_messages, "worker": r.worker,
+                "llm_mode": r.llm_mode,
             } for r in urepo.run_steps(s, run_id)]
-            return {"run": convert.run(run), "steps": steps}
+            doc = {"run": convert.run(run), "steps": steps, "llm_mode": run.llm_mode}
+            if run.llm_mode == "provider_batch":  # the batch price against the normal route's
+                from storage.repository.parked import run_saving
+
+                doc["provider_batch"] = run_saving(s, run_id)
+            return doc
 
     def usage(self, tenant: str, *, start: datetime | None, end: datetime | None, agent_id: str | None) -> dict[str, Any]:
         with self.db.transaction() as s:

@@ -49,6 +49,9 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Wait until every run has finished.")] = False,
     create_agents: Annotated[bool, typer.Option("--create-agents", help="Lines give 'agent' specs to create.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Enqueue the valid lines, report the rest.")] = False,
+    provider_batch: Annotated[bool, typer.Option(
+        "--provider-batch", help="Every step's LLM call goes through the provider's batch API "
+        "(half price on OpenAI; one provider round, up to 24 h, per step; needs `memq beat`).")] = False,
     json_out: Json = False,
 ) -> None:
     """Validate every line, then enqueue the batch (nothing is enqueued if a line is bad)."""
@@ -57,7 +60,8 @@ def submit(
     # Bytes that are not UTF-8 become U+FFFD in the line that holds them, with a warning (memq.text).
     lines = file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     with open_client() as client:
-        doc = client.submit_batch(lines, create_agents=create_agents, skip_invalid=skip_invalid, source=str(file))
+        doc = client.submit_batch(lines, create_agents=create_agents, skip_invalid=skip_invalid, source=str(file),
+                                  llm_mode="provider_batch" if provider_batch else "normal")
         if wait:
             doc["status"] = _follow(client, doc["batch_id"], json_out, None).model_dump()
     if json_out:
@@ -88,6 +92,11 @@ def status(
                     f"{view.completion_tokens}; cost ${view.cost_usd:.4f}"
                     + ("; cancelled" if view.cancelled else "") + ("; finished" if view.finished else ""),
                     markup=False)
+    if view.provider_steps:  # llm_mode=provider_batch
+        steps = ", ".join(f"{k} {v}" for k, v in sorted(view.provider_steps.items()))
+        normal = "" if view.normal_cost_usd is None else f"; normal route ${view.normal_cost_usd:.4f}"
+        console().print(f"provider batch steps: {steps}{normal}; provider batches: "
+                        + (", ".join(view.provider_batch_ids) or "none yet"), markup=False)
 
 
 @app.command("results")
@@ -122,4 +131,6 @@ def cancel(batch_id: BatchId, json_out: Json = False) -> None:
     else:
         from memq.cli.output import console
 
-        console().print(f"cancelled {doc['cancelled_runs']} run(s) of batch {batch_id}", markup=False)
+        extra = doc.get("cancelled_provider_batches")
+        console().print(f"cancelled {doc['cancelled_runs']} run(s) of batch {batch_id}"
+                        + (f" and {extra} provider batch(es)" if extra else ""), markup=False)

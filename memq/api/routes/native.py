@@ -47,10 +47,11 @@ def batch_lines(body: bytes, content_type: str) -> list[str]:
 @router.post("/batches", summary="Submit a batch: JSONL (application/x-ndjson) or a JSON array of items",
              openapi_extra=_BATCH_BODY)
 async def submit_batch(request: Request, st: State, tenant: Tenant, create_agents: bool = False,
-                       skip_invalid: bool = False) -> dict[str, Any]:
+                       skip_invalid: bool = False, llm_mode: str = "normal") -> dict[str, Any]:
+    """llm_mode=provider_batch: every step of the batch's runs goes through the provider's batch API."""
     lines = batch_lines(await request.body(), request.headers.get("content-type", ""))
     return await blocking(NativeOps(st.ops).submit_batch, tenant, lines, create_agents=create_agents,
-                          skip_invalid=skip_invalid)
+                          skip_invalid=skip_invalid, llm_mode=llm_mode)
 
 
 @router.get("/batches/{batch_id}", summary="A batch's progress: runs by status, tokens, cost")

@@ -39,6 +39,19 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
     def on_checkout(*_a: Any, **_k: Any) -> None:
         counts["checkouts"] += 1
 
+    # The step's hot statements run on the psycopg connection (storage/repository/rawpg.py),
+    # out of SQLAlchemy's sight: they are counted where they are sent.
+    from storage.repository import rawpg
+
+    raw_execute = rawpg.execute
+
+    def counted_execute(*args: Any, **kwargs: Any) -> Any:
+        session = args[0]
+        if session.connection().dialect.name == "postgresql":
+            counts["statements"] += 1
+        return raw_execute(*args, **kwargs)
+
+    rawpg.execute = counted_execute
     marks: list[tuple[str, float]] = []
     undo = _time_phases(rt, marks)
     engine = rt.db.engine  # transactions: BEGIN and COMMIT are round trips
@@ -59,6 +72,7 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
         cpu = time.process_time() - c0  # this process, all threads (litellm's logging thread too)
     finally:
         undo()
+        rawpg.execute = raw_execute
         for e in engines:
             event.remove(e, "before_cursor_execute", on_exec)
             event.remove(e.pool, "checkout", on_checkout)

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
 from storage.models import Agent
+from storage.repository import rawpg
 
 
 class StaleLease(RuntimeError):
@@ -93,6 +94,10 @@ _RELEASE = (
 )
 _RELEASE_RESET = _RELEASE.values(step_attempts=0, last_error=None, last_error_at=None)
 _RELEASE_FAILED = _RELEASE.values(last_error=bindparam("error"), last_error_at=bindparam("error_at"))
+# The step's own statements run through rawpg on Postgres (rawpg says why).
+_PG_ACQUIRE_ROW = rawpg.PgStatement(_ACQUIRE_ROW_ASYNC)
+_PG_ADVANCE_AND_RELEASE = rawpg.PgStatement(_ADVANCE_AND_RELEASE)
+_PG_ADVANCE_AND_RELEASE_CONTEXT = rawpg.PgStatement(_ADVANCE_AND_RELEASE_CONTEXT)
 
 
 def acquire_lease(
@@ -115,11 +120,11 @@ def acquire_lease_with_agent(
     The row shows the agent as it stands under the new lease (token, counter and
     attempts included), as agent_row would read it next: a step needs no SELECT.
     """
-    conn = session.connection()
-    stmt = _ACQUIRE_ROW_ASYNC if conn.dialect.name == "postgresql" else _ACQUIRE_ROW
-    row = conn.execute(
-        stmt, {"aid": agent_id, "now_s": now_s, "owner": owner, "until_s": now_s + lease_s}
-    ).one_or_none()
+    params = {"aid": agent_id, "now_s": now_s, "owner": owner, "until_s": now_s + lease_s}
+    if session.connection().dialect.name == "postgresql":
+        row = rawpg.execute(session, _PG_ACQUIRE_ROW, params).one_or_none()
+    else:
+        row = session.connection().execute(_ACQUIRE_ROW, params).one_or_none()
     if row is None:
         return None
     lease = Lease(agent_id, token=row.lease_token, step_counter=row.step_counter, owner=owner,
@@ -176,11 +181,11 @@ def advance_and_release(
         "p_heartbeat_reason": heartbeat_reason,
         "p_new_messages": new_messages,
     }
-    stmt = _ADVANCE_AND_RELEASE
+    stmt = _PG_ADVANCE_AND_RELEASE
     if context is not None:
         params.update({f"p_{c}": context[c] for c in CONTEXT_COLUMNS})
-        stmt = _ADVANCE_AND_RELEASE_CONTEXT
-    if session.connection().execute(stmt, params).rowcount != 1:
+        stmt = _PG_ADVANCE_AND_RELEASE_CONTEXT
+    if rawpg.execute(session, stmt, params).rowcount != 1:
         raise _stale(lease)
     return lease.step_counter + 1
 

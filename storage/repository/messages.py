@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from memq.isotime import iso_utc  # noqa: F401 - where callers import it from
 from storage.models import Message
+from storage.repository import rawpg
 
 
 def _unless_known(column: Any) -> Any:
@@ -21,6 +22,7 @@ _CONTEXT = (
     .where(Message.agent_id == bindparam("aid"), Message.id >= bindparam("start"))
     .order_by(Message.id)
 )
+_CONTEXT_SQL = rawpg.PgStatement(_CONTEXT)
 
 
 def context_messages(session: Session, agent_id: str, start_id: int, *, known_through: int = 0) -> list[Any]:
@@ -32,7 +34,7 @@ def context_messages(session: Session, agent_id: str, start_id: int, *, known_th
     caller has them already (messages never change once written).
     """
     params = {"aid": agent_id, "start": start_id, "known": known_through}
-    return list(session.connection().execute(_CONTEXT, params))
+    return list(rawpg.execute(session, _CONTEXT_SQL, params))
 
 
 def last_messages(session: Session, agent_id: str, limit: int) -> list[Message]:

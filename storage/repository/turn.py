@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from storage.models import InboxItem, MemoryBlock, Run
+from storage.repository import rawpg
 from storage.repository.errors import NotFound
 
 
@@ -59,6 +60,10 @@ _NEXT_EVENT_TURN = (
 )
 
 
+_RUN_TURN_SQL = rawpg.PgStatement(_RUN_TURN)
+_NEXT_EVENT_TURN_SQL = rawpg.PgStatement(_NEXT_EVENT_TURN)
+
+
 def _turn(rows: list[Any]) -> TurnRows:
     blocks = [(r.block_label, r.block_value, r.block_limit_chars) for r in rows if r.block_label is not None]
     return TurnRows(rows[0], blocks)
@@ -66,7 +71,7 @@ def _turn(rows: list[Any]) -> TurnRows:
 
 def active_turn(session: Session, run_id: str) -> TurnRows:
     """The run of a turn in progress and its agent's blocks; NotFound if there is no run."""
-    rows = session.connection().execute(_RUN_TURN, {"rid": run_id}).all()
+    rows = rawpg.execute(session, _RUN_TURN_SQL, {"rid": run_id}).all()
     if not rows:
         raise NotFound(f"unknown run: {run_id}")
     return _turn(rows)
@@ -75,5 +80,5 @@ def active_turn(session: Session, run_id: str) -> TurnRows:
 def next_event_turn(session: Session, agent_id: str) -> TurnRows | None:
     """The run of the agent's oldest unconsumed inbox event (the row carries the
     event as inbox_id and inbox_event) and the agent's blocks; None if no event waits."""
-    rows = session.connection().execute(_NEXT_EVENT_TURN, {"aid": agent_id}).all()
+    rows = rawpg.execute(session, _NEXT_EVENT_TURN_SQL, {"aid": agent_id}).all()
     return _turn(rows) if rows else None

@@ -19,6 +19,7 @@ from sqlalchemy import JSON, BigInteger, Integer, String, Text, bindparam, colum
 from sqlalchemy.orm import Session
 
 from storage.models import InboxItem, Message, Run, StepRecord
+from storage.repository import rawpg
 from storage.repository.inbox import record_step
 from storage.repository.lease import StaleLease
 
@@ -58,7 +59,7 @@ def write_turn(session: Session, w: TurnWrites) -> bool:
             **{f"j_{c}": w.journal[c] for c in JOURNAL_COLUMNS},
         }
         stmt = _PG_WRITE_EVENT if w.inbox_id is not None else _PG_WRITE_HEARTBEAT
-        waits, consumed = conn.execute(stmt, params).one()
+        waits, consumed = rawpg.execute(session, stmt, params).one()
         if w.inbox_id is not None and consumed != 1:
             raise _withdrawn(w)
         return bool(waits)
@@ -125,5 +126,5 @@ def _pg_write(with_event: bool) -> Any:
     return insert(StepRecord).values(journal).returning(waits, consumed_count).add_cte(*ctes)
 
 
-_PG_WRITE_EVENT = _pg_write(with_event=True)
-_PG_WRITE_HEARTBEAT = _pg_write(with_event=False)
+_PG_WRITE_EVENT = rawpg.PgStatement(_pg_write(with_event=True))
+_PG_WRITE_HEARTBEAT = rawpg.PgStatement(_pg_write(with_event=False))

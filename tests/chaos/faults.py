@@ -18,8 +18,10 @@ clear error" is a number. ``cut_report`` and ``slow_tail_report`` read Postgres.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -74,16 +76,20 @@ def full_disk(run: Any) -> None:
 
 def cut_broker(run: Any) -> None:
     w = run.workers[0]
+    # Slower LLM answers (below the client's timeout) keep steps in flight across the cut.
+    latency_ms = run.llm.latency_ms
+    run.llm.latency_ms = int(700 * run.llm_timeout_s)
     deadline = time.monotonic() + 5  # cut it while it has steps in flight, if that comes soon
     while (held := run._leases_held(w)) == 0 and time.monotonic() < deadline and not run.stop.wait(0.02):
         pass
     t = time.time()
     run.proxy.cut()
-    log(f"broker cut off from worker 0 ({run.cfg.cut_s:g}s of silence)")
+    log(f"broker cut off from worker 0 ({run.cfg.cut_s:g}s of silence; it held {held} lease(s))")
     try:
         run.stop.wait(run.cfg.cut_s)
     finally:
         run.proxy.heal()
+        run.llm.latency_ms = latency_ms
     _event(run, "broker_cut", t, cut_s=run.cfg.cut_s, worker_ids=w.memq_worker_ids(), leases_at_cut=held,
            proxy_connections=run.proxy.connections, opened_during_cut=run.proxy.cut_connections)
     log("broker proxy healed (connections reset)")
@@ -170,3 +176,31 @@ def slow_tail_report(run: Any, sends_end: float) -> dict[str, Any] | None:
                          "latency_max_s": _pct(lat, 1.0)}
     return {"slow_calls": faults.get("counts", {}).get("slow", 0), "agents_hit": len(hit_agents),
             "other_agents": run.cfg.agents - len(hit_agents), **windows}
+
+
+def doorbell_redeliveries(log_dir: Path) -> dict[str, int]:
+    """Doorbells (task ids) a worker received more than once, from the workers' logs, and what
+    their last delivery did: a redelivered doorbell must only ever be a wake-up."""
+    received: dict[str, int] = {}
+    outcome: dict[str, str] = {}
+    for path in sorted(log_dir.glob("*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            m = _TASK.search(line)
+            if not m:
+                continue
+            tid, what = m.group(1), m.group(2)
+            if what == "received":
+                received[tid] = received.get(tid, 0) + 1
+            elif what.startswith("succeeded"):
+                r = _REASON.search(line)
+                outcome[tid] = ("ran" if "'ran': True" in line else r.group(1) if r else "?")
+    again = [t for t, n in received.items() if n > 1]
+    out = {"doorbells": len(received), "redelivered": len(again)}
+    for t in again:
+        key = f"redelivered_{outcome.get(t, 'unfinished')}"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+_TASK = re.compile(r"Task memq\.step\[([0-9a-f-]{36})\] (received|succeeded)")
+_REASON = re.compile(r"'reason': '([a-z_]+)'")

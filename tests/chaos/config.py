@@ -52,7 +52,10 @@ class Config:
 
     @property
     def uses_own_pg(self) -> bool:
-        return self.own_pg or self.pg_restart or self.freeze_pg or self.full_disk
+        """Every Postgres fault, and every run that opens many connections (more worker
+        processes, a soak), uses a cluster of its own: the shared one allows 100 clients."""
+        return (self.own_pg or self.pg_restart or self.freeze_pg or self.full_disk or self.processes > 1
+                or bool(self.soak_minutes) or self.workers * self.processes > 2)
 
     def fault_plan(self) -> list[tuple[float, str]]:
         """(fraction of the send window, fault) for the one-at-a-time faults, in order."""
@@ -137,7 +140,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="run plain `memq worker` (litellm imported on the first step, not before)")
     f = ap.add_argument_group("slow and quiet faults, scale (issue 19)")
     f.add_argument("--own-pg", action="store_true",
-                   help="a Postgres cluster of the run's own (implied by --pg-restart, --freeze-pg, --full-disk)")
+                   help="a Postgres cluster of the run's own (implied by --pg-restart, --freeze-pg, --full-disk, "
+                        "--processes > 1, --soak-minutes)")
     f.add_argument("--freeze-redis", action="store_true", help="SIGSTOP the run's Redis, SIGCONT after --freeze-fault-s")
     f.add_argument("--freeze-pg", action="store_true", help="SIGSTOP the run's Postgres, SIGCONT after --freeze-fault-s")
     f.add_argument("--freeze-fault-s", type=float, default=20.0)

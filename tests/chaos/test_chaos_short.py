@@ -2,7 +2,9 @@
 
 test_chaos_short is the CI variant (about a minute): 6 agents x 8 messages, 2 worker
 SIGKILLs, a restart of a non-persistent Redis (every queued doorbell is lost),
-duplicate doorbells and a misbehaving LLM. The full variants (20 x 30, Postgres
+duplicate doorbells and a misbehaving LLM. test_chaos_quiet_faults_short (about 80 s)
+runs issue 19's faults, each for 4 s: frozen Redis and Postgres, a full disk, a worker
+cut off from its broker, a slow LLM tail, 2 processes per worker. The full variants (20 x 30, Postgres
 restart, RabbitMQ, Redis with AOF) run only with MEMQ_CHAOS_FULL=1; each is also
 one command line, see tests/chaos/README.md.
 """

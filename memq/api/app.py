@@ -51,6 +51,9 @@ class _RedisRing:
 # Database connections per process, split between the transaction and autocommit pools: enough
 # for every threadpool thread (anyio's 40) to hold one without opening and closing overflow ones.
 DB_POOL_SIZE = 40
+# Connections of the event loop's pool (memq/api/apg.py): each is held for one statement, never
+# while a request waits for its run, so a few serve many concurrent requests.
+ASYNC_POOL_SIZE = 20
 
 
 def _client(settings: Settings) -> Any:
@@ -68,6 +71,18 @@ def _client(settings: Settings) -> Any:
     from workers.doorbell import CeleryDoorbell
 
     return Client(rt, CeleryDoorbell(create_celery_app(settings)))
+
+
+def _fast_path(settings: Settings, ops: ApiOps) -> Any:
+    """The common send and a run's answer on the event loop (memq/api/fast.py): Postgres only."""
+    if ops.db.is_sqlite:
+        return None
+    from memq.api.apg import AsyncPg
+    from memq.api.fast import AsyncRedisRing, FastPath
+    from memq.quick.doorbell import is_redis
+
+    ring = AsyncRedisRing(settings.broker_url or "") if is_redis(settings.broker_url) else None
+    return FastPath(ops, AsyncPg(settings.resolved_database_url, max_size=ASYNC_POOL_SIZE), ring)
 
 
 def _deliverer(settings: Settings, ops: ApiOps) -> Any:
@@ -91,11 +106,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = _client(settings)
         ops = ApiOps(client)
-        watcher = RunWatcher(ops.run_states, poll_s=settings.api_poll_s, redis_url=settings.resolved_redis_url)
+        fast = _fast_path(settings, ops)
+        read_states = fast.run_states if fast is not None else ops.run_states
+        watcher = RunWatcher(read_states, poll_s=settings.api_poll_s, redis_url=settings.resolved_redis_url)
         watcher.start()
         keys = KeyCache(ops.tenant_for_key, settings.api_key_cache_s)
         app.state.memq = ApiState(ops=ops, watcher=watcher, default_system=BASE_SYSTEM_PROMPT,
-                                  wait_s=settings.api_wait_s, keys=keys)
+                                  wait_s=settings.api_wait_s, keys=keys, fast=fast)
         deliverer = _deliverer(settings, ops)
         try:
             yield
@@ -103,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if deliverer is not None:
                 deliverer.stop()
             await watcher.stop()
+            if fast is not None:
+                await fast.close()
             client.close()
 
     app = FastAPI(

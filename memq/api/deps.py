@@ -26,9 +26,11 @@ class ApiState:
     default_system: str
     wait_s: float
     keys: KeyCache
+    fast: Any = None  # memq.api.fast.FastPath on Postgres: the common send and answer on the event loop
 
 
-def state(request: Request) -> ApiState:
+# Dependencies are `async def`: FastAPI runs a plain `def` one on a threadpool thread per request.
+async def state(request: Request) -> ApiState:
     return request.app.state.memq
 
 
@@ -48,7 +50,7 @@ async def tenant(request: Request, st: Annotated[ApiState, Depends(state)]) -> s
     return found
 
 
-def _agent_path(request: Request, agent_id: str = Path(description="`agent-<uuid>` or `<uuid>`")) -> str:
+async def _agent_path(request: Request, agent_id: str = Path(description="`agent-<uuid>` or `<uuid>`")) -> str:
     request.state.agent_id = agent_id
     return ids.agent_id(agent_id)
 

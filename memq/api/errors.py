@@ -63,9 +63,16 @@ def validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def _is_unreachable(exc: BaseException) -> bool:
+    import asyncio
+
+    import psycopg
     from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 
-    if isinstance(exc, (OperationalError, PoolTimeout)):
+    from memq.api.apg import PoolTimeout as AsyncPoolTimeout
+
+    # psycopg's own errors and timeouts come from the event-loop path (memq/api/apg.py).
+    if isinstance(exc, (OperationalError, PoolTimeout, psycopg.OperationalError, AsyncPoolTimeout,
+                        asyncio.TimeoutError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 

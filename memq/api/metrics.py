@@ -34,9 +34,15 @@ class ApiMetrics:
         self.in_flight = Gauge("memq_api_requests_in_flight", "Requests being answered (blocking sends included)",
                                registry=self.registry)
 
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # label lookups, once per label set
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from memq.api import send_path
 from memq.api.errors import unavailable
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.limits import check_message_fits
@@ -57,6 +56,12 @@ class ApiOps:
                 self._broker_down = check.detail or "unreachable" if check.down else None
                 self._broker_checked_s = time.monotonic()
             return self._broker_down
+
+    def broker_problem_cached(self) -> tuple[bool, str | None]:
+        """(fresh, problem): the last check's answer, fresh when it is under a second old."""
+        if self.settings.embedded:
+            return True, None
+        return time.monotonic() - self._broker_checked_s < BROKER_CHECK_EVERY_S, self._broker_down
 
     def database_problem(self) -> str | None:
         try:
@@ -139,10 +144,6 @@ class ApiOps:
         problem = self.broker_problem()
         if problem:
             raise unavailable(f"the broker is unreachable ({problem}); nothing was queued, retry later")
-        if send_path.quick_send_applies(self.db, text_, idempotency_key, callback_url):
-            run, queue = send_path.enqueue(self.db, tenant, agent_id, text_)  # Core statements, no ORM session
-            self._ring(agent_id, queue)
-            return run
         with self.db.transaction() as s:
             agent = repo.get_agent(s, agent_id, tenant_id=tenant)
             if len(text_) > QUICK_MAX_CHARS:  # shorter text fits any window a step can run in (memq/quick)
@@ -155,18 +156,18 @@ class ApiOps:
                 add_callback(s, run.id, callback_url)
             queue = agent.queue
         if created:
-            self._ring(agent_id, queue)
+            self.ring(agent_id, queue)
         return run
 
-    def _ring(self, agent_id: str, queue: str) -> None:
+    def ring(self, agent_id: str, queue: str) -> None:
         try:
             self.client.doorbell.ring(agent_id, queue)
         except Exception as exc:  # noqa: BLE001 - the run is safe; the reconciler rings it
             log.warning("doorbell for agent %s not delivered (%s); the reconciler will ring it", agent_id, exc)
 
     def run_states(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
-        """(status, steps) of each run: the run watcher's one query per wake-up (a Core
-        statement on a pooled autocommit connection: no ORM session to build)."""
+        """(status, steps) of each run: the run watcher's one query per wake-up (SQLite;
+        on Postgres the watcher reads on the event loop, memq/api/fast.py)."""
         with self.db.autocommit_engine.connect() as conn:
             rows = conn.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(run_ids)))
             return {r[0]: (r[1], r[2]) for r in rows}
@@ -176,8 +177,6 @@ class ApiOps:
             return repo.get_run(s, run_id, tenant_id=tenant)
 
     def run_messages(self, tenant: str, run_id: str, after: int | None = None) -> tuple[Run, list[Message]]:
-        if not self.db.is_sqlite:
-            return send_path.run_messages(self.db, tenant, run_id, after)  # Core reads, no ORM session
         with self.db.autocommit() as s:
             run = repo.get_run(s, run_id, tenant_id=tenant)
             return run, pages.run_messages(s, run_id, after=after)

@@ -1,76 +1,120 @@
-"""The common send in two Core statements: the agent's row lock (scoped by tenant), then
-the run and its inbox event in one INSERT with a data-modifying CTE; and a run with its
-messages in two Core reads. No ORM session is built, so each costs the API process a
-fraction of the repository path's CPU.
+"""The common send and a run's answer, each one statement on the event loop (memq/api/apg.py).
+
+The send: the agent's row lock (scoped by tenant), the run and its inbox event in one
+statement with data-modifying CTEs, committed on its own (autocommit). It also reads the
+agent's newest message id (its "floor"): every message the new run's steps write comes
+after it, so the run's answer is an index range over (agent_id, id) after the floor, not
+a scan of every message of the agent.
 
 It answers only what it can answer exactly as the repository would: Postgres, no
 idempotency key or callback, text that is clean, not blank and short enough to fit any
-window (memq/quick's rule). Everything else returns None and takes the full path.
+window (memq/quick's rule). Everything else takes the repository path (memq/api/ops.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
-
 from memq.constants import EventType, RunStatus
-from memq.isotime import iso_utc
 from memq.quick.client import QUICK_MAX_CHARS
+from memq.quick.pg import Row
 from memq.text import clean_text
-from storage.models import Agent, InboxItem, Message, Run
+from storage.models import Run
 from storage.repository.agents import AgentNotFound
 from storage.repository.errors import NotFound
 
-_LOCK = (select(Agent.queue)
-         .where(Agent.id == bindparam("agent_id"), Agent.tenant_id == bindparam("tenant"))
-         .with_for_update())
-_RUNS, _INBOX, _MESSAGES = Run.__table__, InboxItem.__table__, Message.__table__
-_RUN_OF_TENANT = (select(_RUNS).join(Agent.__table__, Agent.__table__.c.id == _RUNS.c.agent_id)
-                  .where(_RUNS.c.id == bindparam("run_id"), Agent.__table__.c.tenant_id == bindparam("tenant")))
 RUN_MESSAGES_LIMIT = 1000  # as storage.repository.pages.run_messages
-_INSERT_RUN = _RUNS.insert().values(
-    id=bindparam("run_id"), agent_id=bindparam("agent_id"), status=RunStatus.QUEUED.value, steps=0,
-    replies=[], prompt_tokens=0, completion_tokens=0, cost_usd=0.0, created_at=bindparam("now"),
-).returning(*_RUNS.c).cte("new_run")
-_INSERT_EVENT = _INBOX.insert().from_select(
-    ["agent_id", "run_id", "event", "created_at"],
-    select(_INSERT_RUN.c.agent_id, _INSERT_RUN.c.id, bindparam("event", type_=_INBOX.c.event.type),
-           _INSERT_RUN.c.created_at),
-).cte("new_event")
-_ENQUEUE = select(_INSERT_RUN).add_cte(_INSERT_EVENT)
+# Columns are named, and rows read as tuples: no result description to build per statement.
+RUN_COLUMNS = tuple(c.name for c in Run.__table__.columns)
+MESSAGE_COLUMNS = ("id", "run_id", "step_no", "role", "content", "tool_calls", "tool_call_id", "created_at")
+_RUN_LIST = ", ".join(RUN_COLUMNS)
 
 
-def quick_send_applies(db: Any, text: str, idempotency_key: str | None, callback_url: str | None) -> bool:
-    return (not db.is_sqlite and idempotency_key is None and callback_url is None and bool(text.strip())
+
+def iso_utc_sql(expr: str) -> str:
+    """SQL of a timestamptz as memq.isotime.iso_utc writes it (no fraction at a whole second)."""
+    utc = f"({expr}) AT TIME ZONE 'UTC'"
+    return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN extract(microseconds FROM {utc})::bigint"
+            f" %% 1000000 = 0 THEN '' ELSE to_char({utc}, '.US') END || 'Z'")
+
+
+# created_at is read after the lock (clock_timestamp(), not the statement's start), so the
+# creation times of one agent's runs follow their arrival order; the event's "time" is that
+# instant as iso_utc writes it.
+_ENQUEUE = f"""
+WITH agent AS (
+    SELECT a.id, a.queue,
+           (SELECT coalesce(max(m.id), 0) FROM messages m WHERE m.agent_id = a.id) AS floor
+    FROM agents a WHERE a.id = %(agent_id)s AND a.tenant_id = %(tenant)s
+    FOR UPDATE OF a
+), run AS (
+    INSERT INTO runs (id, agent_id, status, steps, replies, prompt_tokens, completion_tokens, cost_usd, created_at)
+    SELECT %(run_id)s, agent.id, '{RunStatus.QUEUED.value}', 0, '[]', 0, 0, 0, clock_timestamp() FROM agent
+    RETURNING {_RUN_LIST}
+), event AS (
+    INSERT INTO inbox (agent_id, run_id, event, created_at)
+    SELECT run.agent_id, run.id, json_build_object(
+        'type', '{EventType.USER_MESSAGE.value}', 'message', %(text)s::text,
+        'time', {iso_utc_sql("run.created_at")}),
+        run.created_at
+    FROM run
+)
+SELECT {", ".join("run." + c for c in RUN_COLUMNS)}, agent.queue, agent.floor FROM run, agent
+"""
+
+# The run (of the tenant) and its messages after a message id, in one statement: one snapshot,
+# so the messages are exactly what the run's status says was committed.
+_RUN_MESSAGES = f"""
+SELECT {", ".join("r." + c for c in RUN_COLUMNS)}, {", ".join("m." + c for c in MESSAGE_COLUMNS)}
+FROM runs r JOIN agents a ON a.id = r.agent_id
+LEFT JOIN LATERAL (
+    SELECT * FROM messages
+    WHERE agent_id = r.agent_id AND id > %(after)s AND run_id = r.id
+    ORDER BY id LIMIT {RUN_MESSAGES_LIMIT}
+) m ON true
+WHERE r.id = %(run_id)s AND a.tenant_id = %(tenant)s
+ORDER BY m.id
+"""
+
+_RUN_STATES = "SELECT id, status, steps FROM runs WHERE id = ANY(%s)"
+_N = len(RUN_COLUMNS)
+
+
+@dataclass
+class Sent:
+    run: Any  # the run's row (attributes as storage.models.Run)
+    queue: str  # the agent's queue, to ring
+    floor: int | None  # every message of the run has a greater id (None: unknown)
+
+
+def applies(is_sqlite: bool, text: str, idempotency_key: str | None, callback_url: str | None) -> bool:
+    return (not is_sqlite and idempotency_key is None and callback_url is None and bool(text.strip())
             and len(text) <= QUICK_MAX_CHARS and clean_text(text)[1] is None)
 
 
-def enqueue(db: Any, tenant: str, agent_id: str, text: str) -> tuple[Run, str]:
-    """(the new run, the agent's queue), committed; AgentNotFound for an unknown or another tenant's agent."""
-    with db.engine.begin() as conn:
-        queue = conn.execute(_LOCK, {"agent_id": agent_id, "tenant": tenant}).scalar_one_or_none()
-        if queue is None:
-            raise AgentNotFound(agent_id)
-        now = datetime.now(timezone.utc)  # under the lock: creation times follow arrival order
-        event = {"type": EventType.USER_MESSAGE.value, "message": text, "time": iso_utc(now)}
-        row = conn.execute(_ENQUEUE, {"run_id": str(uuid.uuid4()), "agent_id": agent_id, "now": now,
-                                      "event": event}).one()
-    return Run(**row._asdict()), queue
+async def enqueue(apg: Any, tenant: str, agent_id: str, text: str) -> Sent:
+    """The new run, committed; AgentNotFound for an unknown or another tenant's agent."""
+    rows = await apg.fetch(_ENQUEUE, {"agent_id": agent_id, "tenant": tenant, "run_id": str(uuid.uuid4()),
+                                      "text": text})
+    if not rows:
+        raise AgentNotFound(agent_id)
+    row = rows[0]
+    return Sent(Row(dict(zip(RUN_COLUMNS, row))), row[_N], int(row[_N + 1]))
 
 
-def run_messages(db: Any, tenant: str, run_id: str, after: int | None) -> tuple[Run, list[Message]]:
+async def run_messages(apg: Any, tenant: str, run_id: str, after: int | None = None,
+                       floor: int | None = None) -> tuple[Any, list[Any]]:
     """The run (NotFound for an unknown or another tenant's run) and the messages its steps
-    wrote, oldest first, after the message id `after`; read in that order, so the messages
-    hold at least what the run's status says was committed (as repository.pages.run_messages)."""
-    stmt = select(_MESSAGES).where(_MESSAGES.c.run_id == run_id)
-    if after is not None:
-        stmt = stmt.where(_MESSAGES.c.id > after)
-    with db.autocommit_engine.connect() as conn:
-        row = conn.execute(_RUN_OF_TENANT, {"run_id": run_id, "tenant": tenant}).one_or_none()
-        if row is None:
-            raise NotFound(f"unknown run: {run_id}")
-        rows = conn.execute(stmt.order_by(_MESSAGES.c.id).limit(RUN_MESSAGES_LIMIT)).all()
-    return Run(**row._asdict()), [Message(**m._asdict()) for m in rows]
+    wrote, oldest first, with ids above `after` and `floor`."""
+    rows = await apg.fetch(_RUN_MESSAGES, {"run_id": run_id, "tenant": tenant, "after": max(after or 0, floor or 0)})
+    if not rows:
+        raise NotFound(f"unknown run: {run_id}")
+    run = Row(dict(zip(RUN_COLUMNS, rows[0])))
+    return run, [Row(dict(zip(MESSAGE_COLUMNS, r[_N:]))) for r in rows if r[_N] is not None]
+
+
+async def run_states(apg: Any, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """(status, steps) of each run: the run watcher's one query per wake-up."""
+    return {r[0]: (r[1], r[2]) for r in await apg.fetch(_RUN_STATES, (run_ids,))}

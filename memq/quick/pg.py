@@ -25,7 +25,8 @@ class Row:
         self.__dict__.update(values)
 
 
-def _row_factory(cursor: Any) -> Any:
+def row_factory(cursor: Any) -> Any:
+    """psycopg's row_factory (sync or async cursors): rows as Row."""
     names = [c.name for c in cursor.description or ()]
 
     def make(values: Any) -> Row:
@@ -42,4 +43,4 @@ def connect(url: str, timeout_s: float = 10.0) -> Any:
 
     url, options = split_driver_options(url)  # e.g. ?prepare_threshold=none behind PgBouncer
     return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=int(timeout_s),
-                           row_factory=_row_factory, **options)
+                           row_factory=row_factory, **options)

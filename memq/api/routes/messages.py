@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -41,35 +42,59 @@ def _response(run: Any, rows: list[Any]) -> dict[str, Any]:
 
 @router.post("", summary="Send a message and wait for the agent's turn (or stream it with streaming=true)")
 async def send_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant, key: IdemKey = None) -> Any:
-    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
+    sent = await _send(st, tenant, agent_id, body, key)
+    run = sent.run
     if body.streaming:
-        return EventSourceResponse(_stream(st, tenant, run))
-    await st.watcher.wait_finished(run.id, (run.status, run.steps), st.wait_s)
-    run, rows = await blocking(st.ops.run_messages, tenant, run.id)
+        return EventSourceResponse(_stream(st, tenant, sent))
+    await st.watcher.wait_finished(run.id, (run.status, run.steps), st.wait_s, sent.mark)
+    run, rows = await _answer(st, tenant, run.id, None, sent.floor)
     if not RunStatus(run.status).finished:
         # The turn goes on; the caller fetches the run by its id (202 + the run).
         return JSONResponse(convert.run(run), status_code=202)
-    return _response(run, rows)
+    return JSONResponse(_response(run, rows))
 
 
 @router.post("/async", summary="Send a message; answers the run at once")
 async def send_message_async(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant,
                              key: IdemKey = None) -> dict[str, Any]:
-    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
-    return convert.run(run)
+    return convert.run((await _send(st, tenant, agent_id, body, key)).run)
 
 
 @router.post("/stream", summary="Send a message; each step's messages stream (SSE) as it commits")
 async def stream_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant,
                          key: IdemKey = None) -> EventSourceResponse:
-    run = await blocking(st.ops.send, tenant, agent_id, body.text(), **_send_options(body, key))
-    return EventSourceResponse(_stream(st, tenant, run))
+    return EventSourceResponse(_stream(st, tenant, await _send(st, tenant, agent_id, body, key)))
 
 
-async def _stream(st: State, tenant: str, run: Any) -> AsyncIterator[dict[str, str]]:
-    after: int | None = None
+@dataclass
+class _Sent:
+    run: Any
+    floor: int | None  # the run's messages have greater ids (None: unknown)
+    mark: int | None  # the run watcher's mark from before the send (memq/api/watcher.py)
+
+
+async def _send(st: State, tenant: str, agent_id: str, body: MessageCreate, key: str | None) -> _Sent:
+    """Commit the message and its run and ring the broker: on the event loop in the common case
+    (memq/api/fast.py), else through the repository on a threadpool thread."""
+    text, options = body.text(), _send_options(body, key)
+    mark = st.watcher.mark()
+    if st.fast is not None and st.fast.applies(text, **options):
+        sent = await st.fast.send(tenant, agent_id, text)
+        return _Sent(sent.run, sent.floor, mark)
+    return _Sent(await blocking(st.ops.send, tenant, agent_id, text, **options), None, mark)
+
+
+async def _answer(st: State, tenant: str, run_id: str, after: int | None, floor: int | None) -> tuple[Any, list[Any]]:
+    """The run and its messages (after the message id `after`)."""
+    if st.fast is not None:
+        return await st.fast.run_messages(tenant, run_id, after, floor)
+    return await blocking(st.ops.run_messages, tenant, run_id, after)
+
+
+async def _stream(st: State, tenant: str, sent: _Sent) -> AsyncIterator[dict[str, str]]:
+    run, after = sent.run, None
     while True:
-        run, rows = await blocking(st.ops.run_messages, tenant, run.id, after)
+        run, rows = await _answer(st, tenant, run.id, after, sent.floor)
         for message in convert.messages(rows, include_user=False):
             yield {"data": json.dumps(message)}
         if rows:
@@ -77,7 +102,7 @@ async def _stream(st: State, tenant: str, run: Any) -> AsyncIterator[dict[str, s
         if RunStatus(run.status).finished:
             break
         state = (run.status, run.steps)
-        if await st.watcher.wait_change(run.id, state, st.wait_s) == state:
+        if await st.watcher.wait_change(run.id, state, st.wait_s, sent.mark) == state:
             break  # nothing happened for wait_s: the run goes on; fetch it by its id
     if RunStatus(run.status).finished:
         yield {"data": json.dumps(convert.stop_reason(run))}

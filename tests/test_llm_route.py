@@ -2,13 +2,14 @@
 
 memq sends `openai/<model>` with an api_base as `hosted_vllm/` (litellm's own
 HTTP handler rather than the OpenAI SDK's per-message request transform), and
-every OpenAI-format route through workers/llm_direct.py (litellm's provider
-config, built once, instead of litellm.completion's per-call work). The provider
+every OpenAI-format route through workers/llm_direct.py (memq's own request,
+built once per model, tool set and reply budget, without litellm). The provider
 must not be able to tell the difference.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -18,6 +19,8 @@ from workers.base_tools import base_toolset
 from workers.llm import LLMClient, resolve_route
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# litellm's own response models trip pydantic's serializer on the tests' litellm.completion calls.
+pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
 
 
 def _messages(key: str) -> list[dict]:
@@ -75,3 +78,42 @@ def test_openai_without_api_base_takes_the_direct_route_with_the_same_body(llm, 
                        timeout=5, num_retries=0)
     # then the provider sees the same body
     _same_body(llm, "openai-a", "openai-b")
+
+
+@pytest.mark.parametrize("model", ["openai/o3-mini", "openai/gpt-5", "openai/gpt-5-chat-latest", "gpt-4o-mini",
+                                   "openai/gpt-4.1"])
+def test_openai_models_get_the_reply_budget_parameter_litellm_gives_them(llm, monkeypatch, model):
+    import litellm
+
+    # given OpenAI's reasoning models (max_completion_tokens) and chat models (max_tokens)
+    monkeypatch.setenv("OPENAI_BASE_URL", llm.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    tools = base_toolset().schemas
+    client = LLMClient(Settings(llm_model=model, llm_max_tokens=77, llm_max_retries=0, llm_timeout_s=5))
+    assert client.direct.supports(model)
+    # when memq (direct) and litellm.completion each send a prompt
+    client.complete(_messages(f"budget-a-{model}"), tools)
+    litellm.completion(model=model, messages=_messages(f"budget-b-{model}"), tools=tools, max_tokens=77,
+                       timeout=5, num_retries=0)
+    # then the bodies are the same
+    _same_body(llm, f"budget-a-{model}", f"budget-b-{model}")
+
+
+def test_tools_reach_an_openai_compatible_server_as_litellm_cleans_them(llm):
+    import litellm
+
+    # given tool schemas with strict mode and additionalProperties: false
+    tools = copy.deepcopy(base_toolset().schemas)
+    for tool in tools:
+        tool["function"]["strict"] = True
+        tool["function"]["parameters"]["additionalProperties"] = False
+    settings = Settings(llm_model="openai/scripted", llm_api_base=llm.url, llm_api_key="k", llm_max_retries=0,
+                        llm_timeout_s=5)
+    # when memq and litellm's hosted_vllm route each send them
+    LLMClient(settings).complete(_messages("strict-a"), tools)
+    litellm.completion(model="hosted_vllm/scripted", api_base=llm.url, api_key="k", messages=_messages("strict-b"),
+                       tools=copy.deepcopy(tools), max_tokens=settings.llm_max_tokens, timeout=5, num_retries=0)
+    # then the server sees the same (cleaned) tools, and memq's own schemas were left as they were
+    assert "strict" not in llm.requests("strict-a")[0]["tools"][0]["function"]
+    _same_body(llm, "strict-a", "strict-b")
+    assert tools[0]["function"]["strict"] is True

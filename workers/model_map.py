@@ -34,7 +34,7 @@ class ModelFacts:
     input_cost: float
     output_cost: float
     cache_read_cost: float | None
-    system_messages: bool  # False: the model refuses a system role
+    system_messages: bool | None  # the map's supports_system_messages (None: not said)
 
 
 def package_dir(name: str) -> Path | None:
@@ -58,7 +58,8 @@ def _facts(entry: dict[str, Any]) -> ModelFacts:
         output_cost=float(entry.get("output_cost_per_token") or 0.0),
         cache_read_cost=(float(entry["cache_read_input_token_cost"])
                          if entry.get("cache_read_input_token_cost") is not None else None),
-        system_messages=entry.get("supports_system_messages") is not False,
+        system_messages=(bool(entry["supports_system_messages"])
+                         if entry.get("supports_system_messages") is not None else None),
     )
 
 

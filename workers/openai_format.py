@@ -4,7 +4,9 @@ The request is what litellm's OpenAI and hosted_vllm provider configurations
 build for the parameters memq uses (model, messages, tools, a reply budget):
 ``max_tokens``, or ``max_completion_tokens`` for OpenAI's reasoning models
 (o1/o3/o4, gpt-5 but not gpt-5-chat), tools as given (hosted_vllm drops
-``additionalProperties: false`` and ``strict`` from them). The answer is read
+``additionalProperties: false`` and ``strict`` from them), and the system
+message sent as a user message to the o-series models the map does not list as
+taking a system role. The answer is read
 from the JSON document: the first choice's content and tool calls, and the
 usage. A failed call becomes one of the errors memq/provider.py retries or
 not by their status (429, 5xx, an unparsable 200) or type (timeouts and
@@ -77,8 +79,12 @@ class ChatEndpoint:
     url: str
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)  # everything but the messages
+    system_as_user: bool = False  # an o-series model without a system role
 
     def payload(self, messages: list[dict[str, Any]]) -> bytes:
+        if self.system_as_user:
+            messages = [{"content": m.get("content"), "role": "user"} if m.get("role") == "system" else m
+                        for m in messages]
         return json.dumps({**self.body, "messages": messages}, ensure_ascii=False).encode()
 
 
@@ -93,16 +99,28 @@ def provider_of(route: str) -> tuple[str, str] | None:
         return None
     if provider == "openai":
         facts = model_map.lookup(model, "openai")
-        if (facts is not None and not facts.system_messages) or "audio" in model or "realtime" in model:
+        if (facts is not None and facts.system_messages is False) or "audio" in model or "realtime" in model:
             return None  # litellm rewrites these requests; it serves them
     return provider, model
 
 
+def is_o_series(model: str) -> bool:
+    name = model.split("/")[-1]
+    return name.startswith(REASONING_PREFIXES) and model_map.is_openai_chat_model(name)
+
+
 def is_reasoning_model(model: str) -> bool:
     """OpenAI's models that take max_completion_tokens (litellm's o-series and GPT-5 configs)."""
-    name = model.split("/")[-1]
-    o_series = name.startswith(REASONING_PREFIXES) and model_map.is_openai_chat_model(name)
-    return o_series or ("gpt-5" in model and "gpt-5-chat" not in model)
+    return is_o_series(model) or ("gpt-5" in model and "gpt-5-chat" not in model)
+
+
+def system_role_refused(model: str) -> bool:
+    """litellm's o-series rule: a system message goes as a user message unless the map says
+    the model supports a system role."""
+    if not is_o_series(model):
+        return False
+    facts = model_map.lookup(model, "openai")
+    return facts is None or facts.system_messages is not True
 
 
 def endpoint(route: str, api_base: str | None, api_key: str | None, tools: list[dict[str, Any]] | None,
@@ -130,7 +148,8 @@ def endpoint(route: str, api_base: str | None, api_key: str | None, tools: list[
     if max_tokens:
         budget_key = "max_completion_tokens" if provider == "openai" and is_reasoning_model(model) else "max_tokens"
         body[budget_key] = max_tokens
-    return ChatEndpoint(provider=provider, model=model, url=chat_url(api_base), headers=headers, body=body)
+    return ChatEndpoint(provider=provider, model=model, url=chat_url(api_base), headers=headers, body=body,
+                        system_as_user=provider == "openai" and system_role_refused(model))
 
 
 def chat_url(api_base: str) -> str:

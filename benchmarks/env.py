@@ -213,6 +213,12 @@ class LLMServer:
         r.raise_for_status()
         return r.json()
 
+    def embedding_requests(self) -> int:
+        """How many embeddings requests the server has answered."""
+        r = self.http.get("/_embedding_requests")
+        r.raise_for_status()
+        return int(r.json()["count"])
+
     def reset(self) -> None:
         self.http.post("/_reset", json={}).raise_for_status()
 

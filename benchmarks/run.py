@@ -16,6 +16,8 @@ Sections:
   startup     `memq --help`, `memq send`, worker ready time and RSS
   api         `memq serve` from HTTP clients: blocking send p50/p95, 20 x 10 throughput, CPU per
               message and RSS, vs a bare FastAPI echo, the worker alone and the CLI
+  client      the 40-step chain as a client sees it (Python client and `memq send --wait`), with an
+              embedding model set so recall indexing runs, vs a bare Celery hop
 
 `--profile DIR` also records the worker with py-spy (if installed) during the
 overhead and throughput runs, as collapsed stacks; `python -m

@@ -10,6 +10,7 @@ names ``--sections`` takes to them, in run order.
 from __future__ import annotations
 
 from benchmarks.sec_api import api
+from benchmarks.sec_client import client_chain
 from benchmarks.sec_baselines import bare_baseline, llm_client_baseline, postgres_baseline
 from benchmarks.sec_common import CHAIN, HEARTBEAT_FOREVER, profiled
 from benchmarks.sec_history import KEEP_IN_CONTEXT, history, insert_history
@@ -24,6 +25,7 @@ SECTIONS = {
     "history": history,
     "startup": startup,
     "api": api,
+    "client": client_chain,
 }
 
 __all__ = [

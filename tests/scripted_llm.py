@@ -441,6 +441,8 @@ def _make_handler(llm: ScriptedLLM):
                 self._send(200, llm.requests(key))
             elif u.path == "/_faults":
                 self._send(200, llm.faults())
+            elif u.path == "/_embedding_requests":
+                self._send(200, {"count": len(llm.embedding_requests())})
             elif u.path == "/_batch_stats":
                 self._send(200, llm.batch_stats())
             elif (routed := self._batch_route("GET", u.path, b"")) is not None:

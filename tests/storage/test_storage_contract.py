@@ -616,7 +616,7 @@ def _turn_writes(agent_id: str, run_id: str, step_no: int, inbox_id: int | None,
         journal={**journal_row(agent_id, step_no), "run_id": run_id, "prompt_messages": 3, "prompt_chars": 42,
                  "prompt_tokens": 10, "completion_tokens": 2, "cost_usd": 0.5, "context_tokens": 99,
                  "evicted_messages": 0, "llm_latency_ms": 1.5, "llm_attempts": 1, "worker": "w1",
-                 "tool_name": "send_message", "error": None},
+                 "tool_name": "send_message", "error": None, "llm_mode": "normal"},
     )
 
 

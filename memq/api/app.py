@@ -16,6 +16,7 @@ from memq.api.metrics import ApiMetrics, MetricsMiddleware, metrics_endpoint
 from memq.api.middleware import RequestMiddleware
 from memq.api.ops import ApiOps
 from memq.api.routes import agents, archival, blocks, health, messages, native, runs, schedules
+from memq.api.send_lane import SendLane
 from memq.api.watcher import RunWatcher
 from memq.settings import Settings
 
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(SendLane)  # inside the two below: the common blocking send, beside the router
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.api_max_body_bytes)
     metrics = ApiMetrics()
     app.add_route("/metrics", metrics_endpoint(metrics, settings.api_metrics_token), include_in_schema=False)

@@ -77,33 +77,31 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+def error_response(exc: Exception, method: str, path: str) -> JSONResponse:
+    """The JSON answer of an error raised while serving `method path` (the routes' handlers
+    below, and memq/api/send_lane.py's)."""
+    if isinstance(exc, ApiError):
         return _json(exc.status, exc.message, exc.kind, exc.headers)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+    if isinstance(exc, NotFound):
         return _json(404, str(exc.args[0] if exc.args else exc), "not_found")
-
-    @app.exception_handler(BadInput)
-    async def _bad(_: Request, exc: BadInput) -> JSONResponse:
+    if isinstance(exc, BadInput):
         return _json(422, str(exc.args[0] if exc.args else exc), "bad_input")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if isinstance(exc, RequestValidationError):
         status, message = validation_message(exc)
         return _json(status, message, "malformed_json" if status == 400 else "invalid_request")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
         return _json(exc.status_code, str(exc.detail), "http_error", dict(exc.headers or {}))
+    if _is_unreachable(exc):
+        log.warning("database unreachable: %s", str(exc).splitlines()[0][:200])
+        return _json(503, "the database is unreachable; retry later", "unavailable",
+                     {"Retry-After": str(RETRY_AFTER_S)})
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return _json(500, f"internal error ({type(exc).__name__}); see the server log", "internal")
 
-    @app.exception_handler(Exception)
-    async def _other(request: Request, exc: Exception) -> JSONResponse:
-        if _is_unreachable(exc):
-            log.warning("database unreachable: %s", str(exc).splitlines()[0][:200])
-            return _json(503, "the database is unreachable; retry later", "unavailable",
-                         {"Retry-After": str(RETRY_AFTER_S)})
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _json(500, f"internal error ({type(exc).__name__}); see the server log", "internal")
+
+def install(app: FastAPI) -> None:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, request.method, request.url.path)
+
+    for kind in (ApiError, NotFound, BadInput, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handler)

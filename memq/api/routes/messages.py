@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
 from memq.api import convert, ids
-from memq.api.deps import AgentId, State, Tenant, blocking
+from memq.api.deps import AgentId, ApiState, State, Tenant, blocking
 from memq.api.models.letta import CancelRequest, MessageCreate
 from memq.constants import RunStatus
 
@@ -43,9 +43,14 @@ def _response(run: Any, rows: list[Any]) -> dict[str, Any]:
 @router.post("", summary="Send a message and wait for the agent's turn (or stream it with streaming=true)")
 async def send_message(agent_id: AgentId, body: MessageCreate, st: State, tenant: Tenant, key: IdemKey = None) -> Any:
     sent = await _send(st, tenant, agent_id, body, key)
-    run = sent.run
     if body.streaming:
         return EventSourceResponse(_stream(st, tenant, sent))
+    return await answer_when_finished(st, tenant, sent)
+
+
+async def answer_when_finished(st: ApiState, tenant: str, sent: Sent) -> JSONResponse:
+    """The run's messages, stop reason and usage once it has finished (202 + the run after wait_s)."""
+    run = sent.run
     await st.watcher.wait_finished(run.id, (run.status, run.steps), st.wait_s, sent.mark)
     run, rows = await _answer(st, tenant, run.id, None, sent.floor)
     if not RunStatus(run.status).finished:
@@ -67,31 +72,37 @@ async def stream_message(agent_id: AgentId, body: MessageCreate, st: State, tena
 
 
 @dataclass
-class _Sent:
+class Sent:
     run: Any
     floor: int | None  # the run's messages have greater ids (None: unknown)
     mark: int | None  # the run watcher's mark from before the send (memq/api/watcher.py)
 
 
-async def _send(st: State, tenant: str, agent_id: str, body: MessageCreate, key: str | None) -> _Sent:
+async def _send(st: ApiState, tenant: str, agent_id: str, body: MessageCreate, key: str | None) -> Sent:
     """Commit the message and its run and ring the broker: on the event loop in the common case
     (memq/api/fast.py), else through the repository on a threadpool thread."""
     text, options = body.text(), _send_options(body, key)
-    mark = st.watcher.mark()
     if st.fast is not None and st.fast.applies(text, **options):
-        sent = await st.fast.send(tenant, agent_id, text)
-        return _Sent(sent.run, sent.floor, mark)
-    return _Sent(await blocking(st.ops.send, tenant, agent_id, text, **options), None, mark)
+        return await fast_send(st, tenant, agent_id, text)
+    mark = st.watcher.mark()
+    return Sent(await blocking(st.ops.send, tenant, agent_id, text, **options), None, mark)
 
 
-async def _answer(st: State, tenant: str, run_id: str, after: int | None, floor: int | None) -> tuple[Any, list[Any]]:
+async def fast_send(st: ApiState, tenant: str, agent_id: str, text: str) -> Sent:
+    """The common send on the event loop (st.fast must apply to it)."""
+    mark = st.watcher.mark()
+    sent = await st.fast.send(tenant, agent_id, text)
+    return Sent(sent.run, sent.floor, mark)
+
+
+async def _answer(st: ApiState, tenant: str, run_id: str, after: int | None, floor: int | None) -> tuple[Any, list[Any]]:
     """The run and its messages (after the message id `after`)."""
     if st.fast is not None:
         return await st.fast.run_messages(tenant, run_id, after, floor)
     return await blocking(st.ops.run_messages, tenant, run_id, after)
 
 
-async def _stream(st: State, tenant: str, sent: _Sent) -> AsyncIterator[dict[str, str]]:
+async def _stream(st: ApiState, tenant: str, sent: Sent) -> AsyncIterator[dict[str, str]]:
     run, after = sent.run, None
     while True:
         run, rows = await _answer(st, tenant, run.id, after, sent.floor)

@@ -84,32 +84,12 @@ def agent_window(settings: Any, agent: Any | None) -> int:
     return known_window(model) if model else DEFAULT_WINDOW
 
 
-@lru_cache(maxsize=64)
 def known_window(model: str) -> int:
-    """The model's input window from litellm's model map, read without importing litellm."""
-    table = _model_map()
-    for key in (model, model.split("/", 1)[-1]):
-        info = table.get(key)
-        if isinstance(info, dict):
-            window = info.get("max_input_tokens") or info.get("max_tokens")
-            if window:
-                return int(window)
-    return DEFAULT_WINDOW
+    """The model's input window from litellm's model map, read without importing litellm
+    (the step's own lookup: workers/tokens.py)."""
+    from workers.tokens import known_window as step_window
 
-
-@lru_cache(maxsize=1)
-def _model_map() -> dict[str, Any]:
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(list(spec.submodule_search_locations)[0]) / "model_prices_and_context_window_backup.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return step_window(model)
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,8 @@ itself (found with importlib, never imported) and keeps a few fields per model.
 Where litellm is already loaded in this process (a provider that needs it), its
 own ``litellm.model_cost`` is used instead, so models registered with
 ``litellm.register_model`` or a remote map it fetched count as litellm counts them.
+Without litellm loaded nothing is fetched: with ``LITELLM_LOCAL_MODEL_COST_MAP=False``
+litellm would download the map at import; memq's direct route keeps the packaged one.
 """
 
 from __future__ import annotations
@@ -89,10 +91,12 @@ _live: dict[tuple[int, int], dict[str, ModelFacts]] = {}
 
 def _live_table(key_id: int, size: int, live: dict[str, Any]) -> dict[str, ModelFacts]:
     key = (key_id, size)  # rebuilt when litellm's map grows (register_model)
-    if key not in _live:
+    found = _live.get(key)
+    if found is None:
+        found = {k: _facts(v) for k, v in list(live.items()) if isinstance(v, dict) and k != "sample_spec"}
         _live.clear()
-        _live[key] = {k: _facts(v) for k, v in list(live.items()) if isinstance(v, dict) and k != "sample_spec"}
-    return _live[key]
+        _live[key] = found
+    return found
 
 
 def lookup(model: str, provider: str | None = None) -> ModelFacts | None:

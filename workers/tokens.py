@@ -69,7 +69,7 @@ class TokenCounter:
         """MEMQ_CONTEXT_WINDOW, else the model's known input window, else a safe default."""
         if self.configured_window:
             return self.configured_window
-        return _known_window(model)
+        return known_window(model)
 
 
 @lru_cache(maxsize=4096)
@@ -99,6 +99,11 @@ def _use_shipped_encodings() -> None:
     if root is not None:
         os.environ["TIKTOKEN_CACHE_DIR"] = os.getenv("CUSTOM_TIKTOKEN_CACHE_DIR",
                                                      str(root / "litellm_core_utils" / "tokenizers"))
+
+
+def known_window(model: str) -> int:
+    """The model's input window as litellm's model map lists it, else DEFAULT_WINDOW."""
+    return _known_window(model)
 
 
 @lru_cache(maxsize=64)

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from memq.api import send_path
 from memq.api.apg import AsyncPg
 from memq.api.errors import unavailable
+from memq.api.resp import Pipe
 from memq.api.send_path import Sent
 
 log = logging.getLogger("memq.api")
@@ -27,20 +28,39 @@ log = logging.getLogger("memq.api")
 
 class AsyncRedisRing:
     """A Redis broker's doorbell on the event loop: the step task's message in one LPUSH
-    (the message memq/quick's doorbell pushes)."""
+    (the message memq/quick's doorbell pushes), in RESP on one pipelined connection
+    (memq/api/resp.py) for a plain redis:// URL, else with redis-py's asyncio client."""
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        import redis.asyncio as aioredis
+        from urllib.parse import urlsplit
 
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        from memq.quick.doorbell import is_plain
+
+        parts = urlsplit(url)
+        self._pipe: Pipe | None = Pipe(parts, timeout_s) if is_plain(parts) else None
+        self._redis: Any = None
+        if self._pipe is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
     async def ring(self, agent_id: str, queue: str) -> None:
         from memq.quick.doorbell import step_message
 
-        await self._redis.lpush(queue, step_message(agent_id, queue))
+        message = step_message(agent_id, queue)
+        if self._pipe is None:
+            await self._redis.lpush(queue, message)
+            return
+        try:
+            await self._pipe.call("LPUSH", queue, message)
+        except (ConnectionError, OSError, TimeoutError):  # a dropped connection: once more on a new one
+            await self._pipe.call("LPUSH", queue, message)  # (a doubled doorbell finds the lease taken)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._pipe is not None:
+            await self._pipe.close()
+        if self._redis is not None:
+            await self._redis.aclose()
 
 
 class FastPath:

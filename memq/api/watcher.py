@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,21 +178,20 @@ class RunWatcher:
 
     async def _listen(self) -> None:
         """Poke the loop when a step commits for a watched run; resubscribe after Redis drops."""
-        import redis.asyncio as aioredis
+        from urllib.parse import urlsplit
 
+        from memq.quick.doorbell import is_plain
+
+        plain = is_plain(urlsplit(self.redis_url or ""))
         while True:
-            client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
             try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(RUN_EVENTS_CHANNEL)
-                    async for message in pubsub.listen():
-                        kind = message.get("type")
-                        if kind == "message":
-                            self._announced(message["data"].decode(errors="replace"))
-                        elif kind == "subscribe":  # Redis confirmed: every later publish reaches us
-                            self._recent.clear()
-                            self._generation += 1
-                            self.subscribed = True
+                async for data in (self._plain_events() if plain else self._redis_py_events()):
+                    if data is None:  # Redis confirmed: every later publish reaches us
+                        self._recent.clear()
+                        self._generation += 1
+                        self.subscribed = True
+                    else:
+                        self._announced(data.decode(errors="replace"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis restarting: poll meanwhile, retry
@@ -202,5 +201,28 @@ class RunWatcher:
             finally:
                 self.subscribed = False
                 self._poke.set()  # anything announced while unsubscribed is read now
-                await client.aclose()
             await asyncio.sleep(1.0)
+
+    def _plain_events(self) -> AsyncIterator[bytes | None]:
+        from urllib.parse import urlsplit
+
+        from memq.api.resp import subscribe
+
+        return subscribe(urlsplit(self.redis_url or ""), RUN_EVENTS_CHANNEL, timeout_s=2.0)
+
+    async def _redis_py_events(self) -> AsyncIterator[bytes | None]:
+        """The same through redis-py (TLS, a socket path, URL options)."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(RUN_EVENTS_CHANNEL)
+                async for message in pubsub.listen():
+                    kind = message.get("type")
+                    if kind == "message":
+                        yield message["data"]
+                    elif kind == "subscribe":
+                        yield None
+        finally:
+            await client.aclose()

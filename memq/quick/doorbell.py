@@ -25,6 +25,11 @@ def is_redis(url: str | None) -> bool:
     return bool(url) and url.startswith(("redis://", "rediss://"))  # type: ignore[union-attr]
 
 
+def is_plain(parts: SplitResult) -> bool:
+    """A ``redis://host:port/db`` URL (user and password allowed) memq speaks RESP to itself."""
+    return parts.scheme == "redis" and not parts.query and bool(parts.hostname)
+
+
 def step_message(agent_id: str, queue: str) -> str:
     """The kombu envelope of one ``memq.step(agent_id)`` task bound for ``queue``."""
     task_id = str(uuid.uuid4())
@@ -60,7 +65,7 @@ class RedisStepBell:
         self.url = broker_url
         self.timeout_s = timeout_s
         self._parts = urlsplit(broker_url)
-        self._plain = self._parts.scheme == "redis" and not self._parts.query and bool(self._parts.hostname)
+        self._plain = is_plain(self._parts)
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self._redis: Any = None
@@ -76,17 +81,17 @@ class RedisStepBell:
             self._redis.lpush(queue, message)
             return
         try:
-            self._send([_command("LPUSH", queue, message)])
+            self._send([command("LPUSH", queue, message)])
         except OSError:  # a dropped connection: once more on a new one
             self.close()
-            self._send([_command("LPUSH", queue, message)])
+            self._send([command("LPUSH", queue, message)])
 
     def _send(self, commands: list[bytes]) -> None:
         if self._sock is None:
             self._sock = socket.create_connection((self._parts.hostname, self._parts.port or 6379),
                                                   timeout=self.timeout_s)
             self._reader = self._sock.makefile("rb")
-            commands = _handshake(self._parts) + commands
+            commands = handshake(self._parts) + commands
         self._sock.sendall(b"".join(commands))
         for _ in commands:
             line = self._reader.readline()
@@ -128,7 +133,8 @@ class BrokerBell:
         self._bell = None
 
 
-def _command(*args: str) -> bytes:
+def command(*args: str) -> bytes:
+    """One Redis command in RESP."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg.encode()
@@ -136,10 +142,10 @@ def _command(*args: str) -> bytes:
     return b"".join(out)
 
 
-def _handshake(parts: SplitResult) -> list[bytes]:
+def handshake(parts: SplitResult) -> list[bytes]:
     """AUTH (when the URL has a password) and SELECT of the URL's database."""
     commands = []
     if parts.password is not None:
         user = unquote(parts.username) if parts.username else None
-        commands.append(_command("AUTH", *([user] if user else []), unquote(parts.password)))
-    return commands + [_command("SELECT", (parts.path or "/").strip("/") or "0")]
+        commands.append(command("AUTH", *([user] if user else []), unquote(parts.password)))
+    return commands + [command("SELECT", (parts.path or "/").strip("/") or "0")]

@@ -11,8 +11,9 @@ names, and OpenAI-compatible endpoints given by an api_base, ``hosted_vllm/…``
 the URL, headers and parameters do not change between calls, so
 workers/openai_format.py builds them once per (model, tool set, reply budget) as
 litellm's provider configuration would; each call then only puts the messages
-into that request, posts it on a kept-alive httpx connection and reads the JSON
-answer. litellm is never imported on this route (tests/test_worker_imports.py).
+into that request, posts it on a kept-alive connection (workers/http_post.py:
+http.client, one connection per thread; httpx where a proxy applies) and reads the
+JSON answer. litellm is never imported on this route (tests/test_worker_imports.py).
 
 Messages must be what workers/context.py builds (string contents, OpenAI tool
 calls): litellm's message transform is the identity on those, which is why the
@@ -28,6 +29,9 @@ from importlib import metadata
 from typing import Any
 
 from workers import openai_format as fmt
+from workers.http_post import (
+    REDIRECTS, KeepAlivePoster, PostConnectionError, PostTimeout, ssl_context_of, uses_proxy,
+)
 
 CLIENT_SHARDS = 32
 
@@ -56,6 +60,8 @@ class DirectRoute:
         self._requests: dict[tuple[str, int, int], fmt.ChatEndpoint | None] = {}
         self._lock = threading.Lock()
         self._clients: list[Any] = []
+        self._keepalive: KeepAlivePoster | None = None
+        self._plain_urls: set[str] = set()  # URLs no proxy applies to: posted with http.client
         self._local = threading.local()
         self._next_shard = itertools.count()
 
@@ -64,23 +70,29 @@ class DirectRoute:
         return self._request(route, None, 0) is not None
 
     def warm_up(self) -> None:
-        """Import the HTTP client and build the TLS context before the first step needs them."""
-        self._client()
+        """Build the TLS context before the first step needs it."""
+        self._poster()
 
     def complete(self, route: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                  max_tokens: int) -> fmt.ChatAnswer:
         """One call: the answer, or an error memq/provider.py classifies (status, timeout, connection)."""
-        import httpx
-
         req = self._request(route, tools, max_tokens)
         if req is None:
             raise ValueError(f"{route}: not an OpenAI-format route")
-        try:
-            response = self._client().post(req.url, content=req.payload(messages), headers=req.headers)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"no answer within {self.timeout_s:g} s ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:  # connect, read, write, protocol errors
-            raise ProviderConnectionError(f"{type(exc).__name__}: {exc}") from exc
+        body = req.payload(messages)
+        if req.url not in self._plain_urls and not uses_proxy(req.url):
+            self._plain_urls.add(req.url)  # checked once per URL: the environment is read at start
+        if req.url in self._plain_urls:
+            try:
+                response: Any = self._poster().post(req.url, body, req.headers)
+            except PostTimeout as exc:
+                raise ProviderTimeout(str(exc)) from exc
+            except PostConnectionError as exc:
+                raise ProviderConnectionError(str(exc)) from exc
+            if response.status_code in REDIRECTS:
+                response = self._post_httpx(req.url, body, req.headers)
+        else:
+            response = self._post_httpx(req.url, body, req.headers)
         if response.status_code >= 400:
             raise fmt.error_for(response.status_code, response.text, response.headers)
         try:
@@ -89,6 +101,26 @@ class DirectRoute:
             raise fmt.error_for(200, f"unparsable response body: {response.text[:200]!r}", response.headers) \
                 from None
         return fmt.parse_answer(raw)
+
+    def _post_httpx(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        """httpx for what http_post leaves to it: a proxy from the environment, redirects."""
+        import httpx
+
+        try:
+            return self._client().post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(f"no answer within {self.timeout_s:g} s ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:  # connect, read, write, protocol errors
+            raise ProviderConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _poster(self) -> KeepAlivePoster:
+        if self._keepalive is None:
+            with self._lock:
+                if self._keepalive is None:
+                    self._keepalive = KeepAlivePoster(timeout_s=self.timeout_s,
+                                                      connect_timeout_s=min(10.0, self.timeout_s),
+                                                      ssl_context=ssl_context_of(tls_settings()))
+        return self._keepalive
 
     # -- built once ------------------------------------------------------------------
 
@@ -125,9 +157,12 @@ class DirectRoute:
         """Close the kept-alive connections (the route builds new clients if used again)."""
         with self._lock:
             clients, self._clients = self._clients, []
+            keepalive, self._keepalive = self._keepalive, None
             self._local = threading.local()
         for client in clients:
             client.close()
+        if keepalive is not None:
+            keepalive.close()
 
     def _new_client(self, max_connections: int, tls: dict[str, Any]) -> Any:
         """Keep-alive for every connection the client may open (httpx's default keeps 20 of 100

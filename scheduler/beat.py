@@ -137,8 +137,12 @@ class Beat:
         self._stop.set()
 
 
-def run_beat(settings, *, tick_s: float = 1.0) -> None:
-    """Entry point of `memq beat` (needs a broker: it rings Celery workers)."""
+def run_beat(settings, *, tick_s: float = 1.0, callback_payload=None) -> None:
+    """Entry point of `memq beat` (needs a broker: it rings Celery workers).
+
+    callback_payload(db) -> payload(run_id): the document of a run's callback (the API's,
+    memq/api/callbacks.py, given by the command). With it and MEMQ_CALLBACK_SECRET the beat
+    also delivers run callbacks (scheduler/callbacks.py), beside any `memq serve`."""
     from workers.celery_app import create_celery_app
     from workers.doorbell import CeleryDoorbell
 
@@ -147,10 +151,17 @@ def run_beat(settings, *, tick_s: float = 1.0) -> None:
     rt = Runtime.build(settings)
     beat = Beat(rt, CeleryDoorbell(create_celery_app(settings)), tick_s=tick_s)
     log.info("beat %s started", beat.beat_id)
+    deliverer = None
+    if callback_payload is not None and settings.callback_secret:
+        from scheduler.callbacks import CallbackDeliverer
+
+        deliverer = CallbackDeliverer(rt.db, settings, callback_payload(rt.db)).start()
     print(f"memq beat {beat.beat_id} ready", flush=True)
     try:
         beat.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if deliverer is not None:
+            deliverer.stop()
         rt.close()

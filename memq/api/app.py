@@ -87,13 +87,10 @@ def _fast_path(settings: Settings, ops: ApiOps) -> Any:
 
 
 def _deliverer(settings: Settings, ops: ApiOps) -> Any:
-    """The callback deliverer thread (memq/api/callbacks.py), when callbacks can be signed."""
-    if not settings.callback_secret:
-        return None
-    from memq.api.callbacks import CallbackDeliverer
-    from memq.api.native_ops import callback_document
+    """The callback deliverer thread (scheduler/callbacks.py), when callbacks can be signed."""
+    from memq.api.callbacks import deliverer
 
-    return CallbackDeliverer(ops.db, settings, lambda run_id: callback_document(ops.db, run_id)).start()
+    return deliverer(ops.db, settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

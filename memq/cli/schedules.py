@@ -111,7 +111,8 @@ def beat(
     import logging
     import sys
 
+    from memq.api.callbacks import payload_of
     from scheduler.beat import run_beat
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_beat(load_settings(), tick_s=tick_s)
+    run_beat(load_settings(), tick_s=tick_s, callback_payload=payload_of)  # it delivers run callbacks too

@@ -1,9 +1,10 @@
 """The callback outbox: a row per run whose finish is to be POSTed somewhere.
 
 The row is written in the run's own transaction (so a run never loses its
-callback); a deliverer claims rows of finished runs with SKIP LOCKED, pushes
-their next attempt past its own timeout while it posts (a deliverer that dies
-mid-post is retried by another), then records the outcome.
+callback); a deliverer (in any `memq serve` or `memq beat`) claims rows of
+finished runs with SKIP LOCKED, pushes their next attempt past its own timeout
+while it posts (a deliverer that dies mid-post is retried by another), then
+records the outcome of that attempt (fenced by the attempt number).
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def claim_due(session: Session, *, limit: int, hold_s: float, now: datetime | No
     return out
 
 
-def record_attempt(session: Session, run_id: str, *, ok: bool, http_status: int | None, error: str | None,
-                   retry_in_s: float | None) -> None:
-    """The outcome of one attempt: delivered, retried in retry_in_s, or failed for good (retry_in_s None)."""
-    row = session.get(Callback, run_id)
-    if row is None:
-        return  # its run (and agent) were deleted meanwhile
+def record_attempt(session: Session, run_id: str, attempt: int, *, ok: bool, http_status: int | None,
+                   error: str | None, retry_in_s: float | None) -> bool:
+    """The outcome of attempt number `attempt`: delivered, retried in retry_in_s, or failed for good
+    (retry_in_s None). Recorded only while that attempt's claim is the row's latest (a deliverer
+    slower than its hold may have been overtaken by another's claim); False when not recorded."""
+    row = session.get(Callback, run_id, with_for_update=True)
+    if row is None or row.attempts != attempt or row.status != CallbackStatus.PENDING.value:
+        return False  # its run was deleted, or a later claim owns the row now
     row.last_status, row.last_error = http_status, error
     if ok:
         row.status, row.delivered_at = CallbackStatus.DELIVERED.value, utcnow()
@@ -70,6 +73,7 @@ def record_attempt(session: Session, run_id: str, *, ok: bool, http_status: int 
         row.status = CallbackStatus.FAILED.value
     else:
         row.next_attempt_at = utcnow() + timedelta(seconds=retry_in_s)
+    return True
 
 
 def get_callback(session: Session, run_id: str) -> Callback | None:

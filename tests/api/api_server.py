@@ -1,12 +1,16 @@
-"""A `memq serve` subprocess and the `memq key` CLI, for the API tests."""
+"""A `memq serve` subprocess, the `memq key` CLI, and a callback receiver, for the API tests."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -73,3 +77,38 @@ def use_then_revoke(server_url: str, env: dict[str, str], tenant: str) -> dict:
     out = memq_cli(env, "key", "revoke", made["prefix"], "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["revoked_at"], out.stderr
     return made
+
+
+class Receiver:
+    """A tiny HTTP receiver: records every POST; a path answers its scripted statuses, then 200."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        self.statuses: dict[str, list[int]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.posts.append((self.path, dict(self.headers), body))
+                queue = receiver.statuses.get(self.path) or []
+                self.send_response(queue.pop(0) if queue else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def to(self, path: str) -> list[tuple[str, dict[str, str], bytes]]:
+        return [p for p in self.posts if p[0] == path]
+
+
+def signed_by(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The receiver's check, as README tells it: HMAC-SHA256(secret, "<t>." + raw body) in v1."""
+    fields = dict(part.split("=", 1) for part in headers["X-Memq-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, fields["v1"]) and abs(time.time() - int(fields["t"])) < 300

@@ -4,18 +4,14 @@ the archival / schedule / native routes, and bad input (given / when / then)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from api_server import ServeProcess
+from api_server import Receiver, ServeProcess, signed_by
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -38,46 +34,11 @@ def _wait(predicate, timeout_s: float = 30.0, what: str = "condition"):
     return value
 
 
-class Receiver:
-    """A tiny HTTP receiver: records every POST; a path answers its scripted statuses, then 200."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, str], bytes]] = []
-        self.statuses: dict[str, list[int]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.posts.append((self.path, dict(self.headers), body))
-                queue = receiver.statuses.get(self.path) or []
-                self.send_response(queue.pop(0) if queue else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def to(self, path: str) -> list[tuple[str, dict[str, str], bytes]]:
-        return [p for p in self.posts if p[0] == path]
-
-
 @pytest.fixture(scope="module")
 def receiver():
     r = Receiver()
     yield r
     r.httpd.shutdown()
-
-
-def _verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The receiver's check, as README tells it: HMAC-SHA256(secret, "<t>." + raw body) in v1."""
-    fields = dict(part.split("=", 1) for part in headers["X-Memq-Signature"].split(","))
-    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, fields["v1"]) and abs(time.time() - int(fields["t"])) < 300
 
 
 def test_a_callback_is_signed_retried_after_a_500_and_delivered_once(http, receiver, serve_env):
@@ -100,8 +61,8 @@ def test_a_callback_is_signed_retried_after_a_500_and_delivered_once(http, recei
     assert doc["usage"]["step_count"] == 1
     # and the signature verifies with the server's secret, and not with another one or another body
     secret = serve_env["MEMQ_CALLBACK_SECRET"]
-    assert _verifies(secret, headers, body)
-    assert not _verifies("another-secret", headers, body) and not _verifies(secret, headers, body + b" ")
+    assert signed_by(secret, headers, body)
+    assert not signed_by("another-secret", headers, body) and not signed_by(secret, headers, body + b" ")
 
 
 def test_a_callback_to_a_healthy_receiver_is_posted_exactly_once(http, receiver):

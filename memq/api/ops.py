@@ -5,6 +5,8 @@ here runs a step: a send is committed, then the broker is rung."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from memq.api.errors import unavailable
+from memq.api.errors import ApiError, unavailable
 from memq.defaults import DEFAULT_HUMAN, DEFAULT_PERSONA
 from memq.limits import check_message_fits
 from memq.quick.client import QUICK_MAX_CHARS
@@ -25,6 +27,9 @@ from storage.repository.errors import BadInput
 
 log = logging.getLogger("memq.api")
 BROKER_CHECK_EVERY_S = 1.0
+BLOCK_EDIT_WAIT_S = 30.0  # a block edit waits this long for a step in progress to commit
+EDIT_HOLD_S = 10.0  # an edit's lease on the agent expires after this (the edit itself takes ms)
+EDIT_POLL_S = 0.02
 
 
 @dataclass
@@ -42,6 +47,7 @@ class ApiOps:
         self._broker_lock = threading.Lock()
         self._broker_checked_s = 0.0
         self._broker_down: str | None = None
+        self._owner = f"{socket.gethostname()}:{os.getpid()}"  # in the edit leases it takes
 
     # -- readiness ------------------------------------------------------------------
     def broker_problem(self) -> str | None:
@@ -207,10 +213,45 @@ class ApiOps:
             return block_repo.get_block(s, agent_id, label)
 
     def update_block(self, tenant: str, agent_id: str, label: str, value: str | None, limit: int | None) -> MemoryBlock:
-        with self.db.transaction() as s:
-            # The agent's row lock orders this edit with the agent's own step commits.
-            repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
-            return block_repo.update_block(s, agent_id, label, value=value, limit=limit)
+        """The edit, made under the agent's lease (storage/repository/blocks.py says why): it waits
+        for a step in progress to commit, up to BLOCK_EDIT_WAIT_S (then 409, nothing changed)."""
+        token, queue = self._take_edit_lease(tenant, agent_id)
+        try:
+            with self.db.transaction() as s:
+                block_repo.check_edit_lease(s, agent_id, token)
+                return block_repo.update_block(s, agent_id, label, value=value, limit=limit)
+        except block_repo.AgentBusy as exc:
+            raise ApiError(409, str(exc), "agent_busy", {"Retry-After": "1"}) from None
+        finally:
+            self._release_edit_lease(agent_id, token, queue)
+
+    def _take_edit_lease(self, tenant: str, agent_id: str) -> tuple[int, str]:
+        deadline = time.monotonic() + BLOCK_EDIT_WAIT_S
+        while True:
+            with self.db.autocommit() as s:
+                taken = block_repo.take_edit_lease(s, agent_id, tenant, owner=self._owner, hold_s=EDIT_HOLD_S,
+                                                   now_s=time.time())
+                if taken is None:
+                    repo.get_agent(s, agent_id, tenant_id=tenant)  # 404 for an unknown or another tenant's agent
+            if taken is not None:
+                return taken
+            if time.monotonic() >= deadline:
+                raise ApiError(409, f"the agent has been in a step for {BLOCK_EDIT_WAIT_S:.0f} s; nothing was "
+                                    "changed, retry", "agent_busy", {"Retry-After": "1"})
+            time.sleep(EDIT_POLL_S)
+
+    def _release_edit_lease(self, agent_id: str, token: int, queue: str) -> None:
+        """Give the lease back, and ring the agent if work waits (a doorbell that came meanwhile
+        bounced off the lease, as one that comes during a step does; the step re-checks too)."""
+        try:
+            with self.db.autocommit() as s:
+                block_repo.release_edit_lease(s, agent_id, token, now_s=time.time())
+                pending = repo.has_pending_work(s, agent_id)
+        except Exception as exc:  # noqa: BLE001 - the lease expires in EDIT_HOLD_S; the reconciler rings
+            log.warning("agent %s: edit lease not given back (%s); it expires in %.0f s", agent_id, exc, EDIT_HOLD_S)
+            return
+        if pending:
+            self.ring(agent_id, queue)
 
 
 def _blocks_of(s: Any, agent_ids: list[str]) -> dict[str, list[Any]]:

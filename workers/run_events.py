@@ -1,5 +1,6 @@
 """A step tells waiters that its run moved: one Redis PUBLISH on RUN_EVENTS_CHANNEL
-after the step's commit, "<run id> <status> <steps>" (what the commit wrote). Best effort: Postgres stays the truth,
+after the step's commit, "<run id> <status> <steps>" (what the commit wrote); a cancel
+does the same for each run it cancelled (publish_many). Best effort: Postgres stays the truth,
 a waiter that misses the message finds the change on its next poll. Without Redis
 (embedded mode, an AMQP broker and no MEMQ_REDIS_URL) nothing is published."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from memq.constants import RUN_EVENTS_CHANNEL
@@ -39,6 +41,20 @@ class RunEvents:
         except Exception as exc:  # noqa: BLE001 - a waiter's poll finds the change anyway
             self._failed_at = time.monotonic()
             log.warning("run event for %s not published (%s); waiters fall back to polling", run_id, exc)
+
+    def publish_many(self, states: Iterable[tuple[str, str, int]]) -> None:
+        """publish() of each (run id, status, steps), in one round trip."""
+        states = list(states)
+        if not states or not self.redis_url or time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
+            return
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            for run_id, status, steps in states:
+                pipe.publish(RUN_EVENTS_CHANNEL, f"{run_id} {status} {steps}")
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - a waiter's poll finds the change anyway
+            self._failed_at = time.monotonic()
+            log.warning("run events for %d runs not published (%s); waiters fall back to polling", len(states), exc)
 
     def close(self) -> None:
         if self._client is not None:

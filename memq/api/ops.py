@@ -199,9 +199,15 @@ class ApiOps:
             return rows, pages.calls_of(s, agent_id, rows)
 
     def cancel(self, tenant: str, agent_id: str, run_ids: Sequence[str]) -> list[str]:
+        """Cancel the agent's queued runs (all, or those named); after the commit, each cancelled
+        run is announced as a step's commit is (workers/run_events.py), so its waiters end at once."""
         with self.db.transaction() as s:
             repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
-            return pages.cancel_queued_runs(s, agent_id, run_ids)
+            cancelled = pages.cancel_queued_runs(s, agent_id, run_ids)
+            states = list(s.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(cancelled)))) \
+                if cancelled else []
+        self.client.rt.run_events.publish_many((r[0], r[1], r[2]) for r in states)
+        return cancelled
 
     # -- core memory ----------------------------------------------------------------
     def blocks(self, tenant: str, agent_id: str) -> list[Any]:

@@ -43,6 +43,8 @@ _HOME = {
     # storage.repository.turn_writes
     "TurnWrites": "turn_writes",
     "write_turn": "turn_writes",
+    # storage.repository.turn_commit
+    "commit_turn": "turn_commit",
     # storage.repository.lease
     "CONTEXT_COLUMNS": "lease",
     "Lease": "lease",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from storage.repository.turn import TurnRows, active_turn, next_event_turn  # noqa: F401
     from storage.repository.turn_writes import TurnWrites, write_turn  # noqa: F401
+    from storage.repository.turn_commit import commit_turn  # noqa: F401
     from storage.repository.lease import (  # noqa: F401
         CONTEXT_COLUMNS,
         Lease,

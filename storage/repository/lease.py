@@ -132,7 +132,7 @@ def acquire_lease_with_agent(
     return LeasedAgent(lease, row)
 
 
-def _stale(lease: Lease) -> StaleLease:
+def stale(lease: Lease) -> StaleLease:
     return StaleLease(f"agent {lease.agent_id}: lease {lease.token} at step {lease.step_counter} is stale")
 
 
@@ -146,7 +146,7 @@ def advance_step_counter(session: Session, lease: Lease) -> int:
         _ADVANCE, {"aid": lease.agent_id, "token": lease.token, "counter": lease.step_counter}
     )
     if result.rowcount != 1:
-        raise _stale(lease)
+        raise stale(lease)
     return lease.step_counter + 1
 
 
@@ -172,6 +172,23 @@ def advance_and_release(
     is asked later in the transaction (write_turn): on Postgres this UPDATE's
     snapshot can predate a send whose row lock it waited for.
     """
+    stmt, params = advance_call(lease, now_s=now_s, active_run_id=active_run_id,
+                                heartbeat_reason=heartbeat_reason, new_messages=new_messages, context=context)
+    if rawpg.execute(session, stmt, params).rowcount != 1:
+        raise stale(lease)
+    return lease.step_counter + 1
+
+
+def advance_call(
+    lease: Lease,
+    *,
+    now_s: float,
+    active_run_id: str | None,
+    heartbeat_reason: str | None,
+    new_messages: int,
+    context: Mapping[str, object] | None = None,
+) -> tuple[rawpg.PgStatement, dict[str, object]]:
+    """advance_and_release's statement and parameters (turn_commit pipelines them)."""
     params: dict[str, object] = {
         "aid": lease.agent_id,
         "token": lease.token,
@@ -185,9 +202,7 @@ def advance_and_release(
     if context is not None:
         params.update({f"p_{c}": context[c] for c in CONTEXT_COLUMNS})
         stmt = _PG_ADVANCE_AND_RELEASE_CONTEXT
-    if rawpg.execute(session, stmt, params).rowcount != 1:
-        raise _stale(lease)
-    return lease.step_counter + 1
+    return stmt, params
 
 
 def renew_leases(

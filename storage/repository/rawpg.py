@@ -104,3 +104,59 @@ def execute(session: Session, stmt: PgStatement, params: Mapping[str, Any]) -> A
             conn.invalidate(err)
         raise sa_exc.DBAPIError.instance(stmt.sql, values, err, psycopg.Error,
                                          connection_invalidated=lost) from err
+
+
+def execute_transaction(session: Session, statements: list[tuple[PgStatement, Mapping[str, Any]]],
+                        decide: Any) -> Any:
+    """BEGIN, the statements and a sync in one round trip on the session's autocommit
+    psycopg connection, then COMMIT — or ROLLBACK when decide(results) raises.
+
+    decide gets the statements' results (as execute returns them) and returns what
+    this returns. psycopg's own transactions send BEGIN in a round trip of its own,
+    and each statement waits for the one before: four round trips for a step's
+    commit where two do.
+    """
+    conn = session.connection()
+    driver = conn.connection.driver_connection
+    if not driver.autocommit:
+        raise ValueError("execute_transaction needs an autocommit session (Database.autocommit())")
+    sql = "BEGIN"
+    try:
+        with driver.pipeline():
+            driver.execute("BEGIN")
+            cursors = []
+            for stmt, params in statements:
+                sql = stmt.sql
+                cur = driver.cursor(row_factory=namedtuple_row)
+                cur.execute(stmt.sql, stmt.params(params))
+                cursors.append(cur)
+        results = [_Rows(cur) for cur in cursors]
+    except psycopg.Error as err:
+        _end(driver, "ROLLBACK")
+        lost = driver.closed or isinstance(err, psycopg.OperationalError) and driver.broken
+        if lost:
+            conn.invalidate(err)
+        raise sa_exc.DBAPIError.instance(sql, None, err, psycopg.Error, connection_invalidated=lost) from err
+    try:
+        out = decide(results)
+    except BaseException:
+        _end(driver, "ROLLBACK")
+        raise
+    try:
+        driver.execute("COMMIT")
+    except psycopg.Error as err:
+        lost = driver.closed or driver.broken
+        if lost:
+            conn.invalidate(err)
+        raise sa_exc.DBAPIError.instance("COMMIT", None, err, psycopg.Error, connection_invalidated=lost) from err
+    return out
+
+
+def _end(driver: Any, command: str) -> None:
+    """End the explicit transaction if the connection still can (a lost one ends it anyway)."""
+    if driver.closed or driver.broken:
+        return
+    try:
+        driver.execute(command)
+    except psycopg.Error:
+        pass  # the pool's reset on return rolls back what is left

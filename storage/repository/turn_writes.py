@@ -52,17 +52,7 @@ def write_turn(session: Session, w: TurnWrites) -> bool:
     """
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        params = {
-            "aid": w.agent_id, "rid": w.run_id, "step_no": w.step_no, "at": w.at, "iid": w.inbox_id,
-            "msgs": [{"ord": i, **{f: m.get(f) for f in _MESSAGE_FIELDS}} for i, m in enumerate(w.messages)],
-            **{f"p_{c}": w.run[c] for c in RUN_COLUMNS},
-            **{f"j_{c}": w.journal[c] for c in JOURNAL_COLUMNS},
-        }
-        stmt = _PG_WRITE_EVENT if w.inbox_id is not None else _PG_WRITE_HEARTBEAT
-        waits, consumed = rawpg.execute(session, stmt, params).one()
-        if w.inbox_id is not None and consumed != 1:
-            raise _withdrawn(w)
-        return bool(waits)
+        return pg_turn_result(w, rawpg.execute(session, *pg_write_call(w)).one())
     conn.execute(_INSERT_MESSAGE, [
         {"agent_id": w.agent_id, "run_id": w.run_id, "step_no": w.step_no, "created_at": w.at,
          **{f: m.get(f) for f in _MESSAGE_FIELDS}}
@@ -73,6 +63,25 @@ def write_turn(session: Session, w: TurnWrites) -> bool:
             raise _withdrawn(w)
     conn.execute(_UPDATE_RUN, {"rid": w.run_id, **{f"p_{c}": w.run[c] for c in RUN_COLUMNS}})
     return record_step(session, w.journal)
+
+
+def pg_write_call(w: TurnWrites) -> tuple[rawpg.PgStatement, dict[str, Any]]:
+    """write_turn's one Postgres statement and its parameters (turn_commit pipelines them)."""
+    params = {
+        "aid": w.agent_id, "rid": w.run_id, "step_no": w.step_no, "at": w.at, "iid": w.inbox_id,
+        "msgs": [{"ord": i, **{f: m.get(f) for f in _MESSAGE_FIELDS}} for i, m in enumerate(w.messages)],
+        **{f"p_{c}": w.run[c] for c in RUN_COLUMNS},
+        **{f"j_{c}": w.journal[c] for c in JOURNAL_COLUMNS},
+    }
+    return (_PG_WRITE_EVENT if w.inbox_id is not None else _PG_WRITE_HEARTBEAT), params
+
+
+def pg_turn_result(w: TurnWrites, row: Any) -> bool:
+    """Whether another event waits, from the statement's row; StaleLease if the event was withdrawn."""
+    waits, consumed = row
+    if w.inbox_id is not None and consumed != 1:
+        raise _withdrawn(w)
+    return bool(waits)
 
 
 def _withdrawn(w: TurnWrites) -> StaleLease:

@@ -22,6 +22,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 TOOLS = base_toolset().schemas
 PATHS = [pytest.param(True, id="direct"), pytest.param(False, id="litellm.completion")]
+# litellm's logging thread serializes its response models after the litellm.completion tests.
+pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
 
 
 def _client(llm, direct: bool, **overrides) -> LLMClient:

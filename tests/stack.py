@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,3 +117,22 @@ class WorkerProcess:
     def stop(self) -> None:
         stop_process_group(self.proc)
         self._log.close()
+
+
+@contextmanager
+def worker_and_client(env: dict[str, str], log_path: Path, *worker_args: str) -> Iterator[tuple[WorkerProcess, Any]]:
+    """A `memq worker` on env, ready, and a Python client on the same settings; both stopped on exit."""
+    from memq.client import Client
+    from memq.settings import Settings
+
+    worker = WorkerProcess(env, log_path, *worker_args)
+    client = None
+    try:
+        worker.wait_ready()
+        client = Client.connect(Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
+                                            if k.startswith("MEMQ_") and not k.startswith("MEMQ_TEST_")}))
+        yield worker, client
+    finally:
+        if client is not None:
+            client.close()
+        worker.stop()

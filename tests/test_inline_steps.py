@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from helpers import call
-from stack import WorkerProcess, own_stack
+from stack import own_stack, worker_and_client
 from test_ops import free_port, scrape, wait_for
 
 CHAIN = 7  # six heartbeats, then the reply
@@ -17,37 +17,25 @@ CHAIN = 7  # six heartbeats, then the reply
 
 @pytest.mark.parametrize(("inline_max", "inline_steps", "tasks"), [("3", 4, 3), ("1", 0, 7)])
 def test_a_chain_runs_inline_up_to_the_budget(memq_env, llm, tmp_path, inline_max, inline_steps, tasks):
-    from memq.client import Client
-    from memq.settings import Settings
-
     port = free_port()
     with own_stack(memq_env, "memq_inline", MEMQ_INLINE_STEPS_MAX=inline_max, MEMQ_MAX_CHAIN="10",
-                   MEMQ_INLINE_BUDGET_S="30") as env:
-        worker = WorkerProcess(env, tmp_path / "worker.log", "--concurrency", "4", "--metrics-port", str(port))
-        client = None
-        try:
-            worker.wait_ready()
-            settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
-                                   if k.startswith("MEMQ_")})
-            client = Client.connect(settings)
-            # given an agent that chains six heartbeats before it answers
-            agent = client.create_agent(f"inline-{uuid.uuid4().hex[:6]}", persona="p", human="h")
-            llm.script(agent.id, *[call("send_message", heartbeat=True, message=f"part {i}") for i in range(1, 7)],
-                       call("send_message", message="done"))
-            # when a message starts the chain
-            run = client.send(agent.id, "go", wait=True, timeout_s=30)
-            # then every step ran once, in order
-            assert run.status == "done" and run.steps == CHAIN
-            assert run.replies == [*(f"part {i}" for i in range(1, 7)), "done"]
-            # and the tasks ran at most the budget of steps each: 7 steps in ceil(7/budget) tasks
-            after = wait_for(lambda: (m := scrape(port)).get(
-                ("memq_doorbells_total", (("result", "committed"),)), 0) >= CHAIN and m, 10, "7 steps counted")
-            assert after[("memq_steps_inline_total", ())] == inline_steps
-            assert worker.log_path.read_text().count("] succeeded in ") - _not_committed(after) == tasks
-        finally:
-            if client is not None:
-                client.close()
-            worker.stop()
+                   MEMQ_INLINE_BUDGET_S="30") as env, \
+            worker_and_client(env, tmp_path / "worker.log", "--concurrency", "4", "--metrics-port", str(port)) \
+            as (worker, client):
+        # given an agent that chains six heartbeats before it answers
+        agent = client.create_agent(f"inline-{uuid.uuid4().hex[:6]}", persona="p", human="h")
+        llm.script(agent.id, *[call("send_message", heartbeat=True, message=f"part {i}") for i in range(1, 7)],
+                   call("send_message", message="done"))
+        # when a message starts the chain
+        run = client.send(agent.id, "go", wait=True, timeout_s=30)
+        # then every step ran once, in order
+        assert run.status == "done" and run.steps == CHAIN
+        assert run.replies == [*(f"part {i}" for i in range(1, 7)), "done"]
+        # and the tasks ran at most the budget of steps each: 7 steps in ceil(7/budget) tasks
+        after = wait_for(lambda: (m := scrape(port)).get(
+            ("memq_doorbells_total", (("result", "committed"),)), 0) >= CHAIN and m, 10, "7 steps counted")
+        assert after[("memq_steps_inline_total", ())] == inline_steps
+        assert worker.log_path.read_text().count("] succeeded in ") - _not_committed(after) == tasks
 
 
 def _not_committed(metrics: dict) -> int:

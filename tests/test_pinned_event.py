@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from stack import WorkerProcess, own_stack  # noqa: E402
+from stack import own_stack, worker_and_client  # noqa: E402
 from helpers import call  # noqa: E402
 
 WINDOW = 4096
@@ -27,25 +27,13 @@ MAX_CHAIN = 14
 @pytest.fixture(scope="module")
 def small_window(memq_env: dict[str, str], llm, tmp_path_factory):
     """(client, worker) on a database and broker of their own, MEMQ_CONTEXT_WINDOW=4096."""
-    from memq.client import Client
-    from memq.settings import Settings
-
     base = {k: v for k, v in memq_env.items() if not k.startswith("MEMQ_EMBEDDING")}
     with own_stack(base, "memq_test_pin", MEMQ_CONTEXT_WINDOW=str(WINDOW), MEMQ_MAX_CHAIN=str(MAX_CHAIN),
                    MEMQ_HOME=str(tmp_path_factory.mktemp("pin-home")),
                    MEMQ_QDRANT_PATH=str(tmp_path_factory.mktemp("pin-qdrant"))) as env:
-        worker = WorkerProcess(env, tmp_path_factory.mktemp("pin-worker") / "worker.log", "--concurrency", "4")
-        client = None
-        try:
-            worker.wait_ready()
-            settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
-                                   if k.startswith("MEMQ_")})
-            client = Client.connect(settings)
+        with worker_and_client(env, tmp_path_factory.mktemp("pin-worker") / "worker.log", "--concurrency",
+                               "4") as (worker, client):
             yield client, worker
-        finally:
-            if client is not None:
-                client.close()
-            worker.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from helpers import call
-from stack import WorkerProcess, own_stack
+from stack import own_stack, worker_and_client
 
 NEVER_ON_THE_DIRECT_ROUTE = ("litellm", "openai", "qdrant_client", "torch", "sentence_transformers",
                              "transformers", "tokenizers", "aiohttp")
@@ -34,20 +34,11 @@ def imported_packages(log: Path) -> set[str]:
 
 
 def test_a_worker_on_an_openai_format_route_never_imports_litellm(memq_env, llm, tmp_path):
-    from memq.client import Client
-    from memq.settings import Settings
-
     env = {**memq_env, "MEMQ_QDRANT_PATH": str(tmp_path / "qdrant"), "PYTHONPROFILEIMPORTTIME": "1"}
     env.pop("MEMQ_QDRANT_URL", None)
     with own_stack(env, "memq_test_imports") as env:
         log = tmp_path / "worker.log"
-        worker = WorkerProcess(env, log, "--concurrency", "4")
-        client = None
-        try:
-            worker.wait_ready()
-            settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
-                                   if k.startswith("MEMQ_")})
-            client = Client.connect(settings)
+        with worker_and_client(env, log, "--concurrency", "4") as (_, client):
             # given an agent whose steps insert into archival memory, search it and answer
             agent = client.create_agent(f"imports-{uuid.uuid4().hex[:8]}", persona="terse", human="?")
             llm.script(agent.id,
@@ -59,10 +50,6 @@ def test_a_worker_on_an_openai_format_route_never_imports_litellm(memq_env, llm,
             assert run.status == "done" and run.replies == ["Pixel."], run
             # and a second one, after recall indexing had its chance to embed the first
             assert client.send(agent.id, "thanks", wait=True, timeout_s=60).status == "done"
-        finally:
-            if client is not None:
-                client.close()
-            worker.stop()
     packages = imported_packages(log)
     # then the log is the worker's (it imported Celery and the HTTP client the step posts with:
     # http.client; httpx only where a proxy applies)

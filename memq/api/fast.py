@@ -70,7 +70,7 @@ class FastPath:
         self._ring = ring
 
     def applies(self, text: str, idempotency_key: str | None, callback_url: str | None) -> bool:
-        return send_path.applies(False, text, idempotency_key, callback_url)
+        return send_path.applies(text, idempotency_key, callback_url, self.ops.settings.max_message_chars)
 
     async def send(self, tenant: str, agent_id: str, text: str) -> Sent:
         """Commit the message and its run, then ring the broker (503 first if it is down)."""

@@ -89,9 +89,10 @@ class Sent:
     floor: int | None  # every message of the run has a greater id (None: unknown)
 
 
-def applies(is_sqlite: bool, text: str, idempotency_key: str | None, callback_url: str | None) -> bool:
-    return (not is_sqlite and idempotency_key is None and callback_url is None and bool(text.strip())
-            and len(text) <= QUICK_MAX_CHARS and clean_text(text)[1] is None)
+def applies(text: str, idempotency_key: str | None, callback_url: str | None, max_chars: int) -> bool:
+    """Whether this send is one the statement writes exactly as the repository would (on Postgres)."""
+    return (idempotency_key is None and callback_url is None and bool(text.strip())
+            and len(text) <= min(QUICK_MAX_CHARS, max_chars) and clean_text(text)[1] is None)
 
 
 async def enqueue(apg: Any, tenant: str, agent_id: str, text: str) -> Sent:

@@ -109,3 +109,14 @@ def test_the_answer_holds_the_runs_messages_after_the_floor(db_url: str, on_loop
     _, later = on_loop(lambda apg: send_path.run_messages(apg, "acme", sent.run.id, rows[0].id, sent.floor))
     assert [m.content for m in later] == ["thinking"]
     db.dispose()
+
+
+def test_the_statement_takes_only_what_the_repository_would_write_as_it_is():
+    # given the repository's rules: a deployment's message limit, the door's text rule, keys and callbacks
+    assert send_path.applies("hello", None, None, max_chars=5000)
+    assert not send_path.applies("x" * 600, None, None, max_chars=500)  # the repository refuses it (422)
+    assert not send_path.applies("x" * 1001, None, None, max_chars=5000)  # checked against the agent's window
+    assert not send_path.applies("caf\udce9", None, None, max_chars=5000)  # the door cleans it
+    assert not send_path.applies("   ", None, None, max_chars=5000)  # the repository refuses it
+    assert not send_path.applies("hello", "key-1", None, max_chars=5000)
+    assert not send_path.applies("hello", None, "https://example.com/hook", max_chars=5000)

@@ -23,8 +23,13 @@ class ScheduleOps:
         at: str | None = None,
         tz: str = "UTC",
         missed: str | None = None,
+        llm_mode: str = "normal",
     ) -> ScheduleView:
-        """Wake the agent with `message` on a cron expression, an interval or once at a time."""
+        """Wake the agent with `message` on a cron expression, an interval or once at a time.
+
+        llm_mode="provider_batch": each fire's steps go through the provider's batch API."""
+        from memq.provider_batch_client import checked_mode
+
         from scheduler.timing import MissedPolicy, ScheduleError, first_fire, make_spec
         from storage.repository import schedules as repo
         from storage.repository.errors import BadInput
@@ -34,6 +39,7 @@ class ScheduleOps:
         if len(message) > self.rt.settings.max_message_chars:
             raise BadInput(f"schedule message has {len(message)} characters; the limit is {self.rt.settings.max_message_chars}")
         _check_fits(self.rt, agent_id, message)
+        mode = checked_mode(self.rt.settings, llm_mode)
         policy = missed or self.rt.settings.schedule_missed
         try:
             MissedPolicy(policy)
@@ -51,6 +57,7 @@ class ScheduleOps:
                 message=message,
                 missed=policy,
                 next_fire_at=first_fire(spec, now),
+                llm_mode=mode.value,
             )
             return ScheduleView.of(schedule, None)
 

@@ -150,6 +150,7 @@ class ScheduleView(BaseModel):
     last_run_id: str | None
     last_run_status: str | None
     fires: int
+    llm_mode: str = "normal"
 
     @classmethod
     def of(cls, s: Any, last_run_status: str | None) -> "ScheduleView":
@@ -167,4 +168,5 @@ class ScheduleView(BaseModel):
             last_run_id=s.last_run_id,
             last_run_status=last_run_status,
             fires=s.fires,
+            llm_mode=getattr(s, "llm_mode", None) or "normal",
         )

@@ -15,12 +15,14 @@ import time
 from datetime import datetime, timezone
 
 from memq.constants import EventType, Queue
+from memq.llm_modes import LlmMode
 from workers.limits import check_message_fits
 from scheduler.collector import Collector
 from scheduler.reconciler import reconcile_once
 from scheduler.timing import MissedPolicy, ScheduleKind, Spec, due_fires
 from storage import repository as repo
 from storage.repository import schedules as sched_repo
+from storage.repository.parked import set_run_mode
 from storage.repository.refusals import record_refused_run
 from storage.repository.messages import iso_utc
 from workers.doorbell import Doorbell
@@ -80,6 +82,8 @@ def _enqueue_fire(rt: Runtime, s, schedule, instant: datetime) -> tuple[object, 
                 event_type=EventType.SCHEDULED_WAKEUP,
                 event_fields={"schedule_id": schedule.id, "scheduled_for": iso_utc(instant)},
             )
+            if schedule.llm_mode != LlmMode.NORMAL:
+                set_run_mode(s, [run.id], LlmMode(schedule.llm_mode))
         return run, True
     except repo.MessageTooLong as exc:
         log.warning("schedule %s not fired into agent %s: %s", schedule.id, schedule.agent_id, exc)

@@ -215,6 +215,8 @@ class Schedule(Base):
     last_fire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_run_id: Mapped[str | None] = mapped_column(String(36))
     fires: Mapped[int] = mapped_column(BigInteger, default=0)
+    # normal | provider_batch: how the runs of its fires call the model (memq/llm_modes.py)
+    llm_mode: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -256,3 +256,24 @@ def _count_assistant(pb, agent_id: str) -> int:
     with pb.client.rt.db.transaction() as s:
         return s.scalar(select(func.count()).select_from(Message).where(
             Message.agent_id == agent_id, Message.role == "assistant"))
+
+
+def test_a_schedule_asked_for_provider_batch_fires_runs_whose_steps_go_through_it(pb):
+    # given an agent with a one-shot schedule in provider-batch mode, due now
+    (agent,) = pb.agents(1, "sched")
+    pb.llm.script(agent.id, *chain_script(0))
+    before = pb.llm.batch_stats()["batches"]
+    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1))
+    view = pb.client.add_schedule(agent.id, "nightly digest", at=at, llm_mode="provider_batch")
+    assert view.llm_mode == "provider_batch"
+    # when the running beat fires it
+    deadline = time.monotonic() + WAIT_S
+    while (shown := pb.client.list_schedules(agent.id)[0]).last_run_status != "done":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    # then every step of the fire's run was answered through the provider's batch API
+    assert [m for _, m, _ in journal(pb.client, agent.id)] == ["provider_batch"] * 3
+    assert pb.llm.batch_stats()["batches"] > before
+    # and the mode is checked like a send's
+    with pytest.raises(Exception, match="llm_mode must be one of"):
+        pb.client.add_schedule(agent.id, "x", every="1h", llm_mode="cheap")

@@ -30,6 +30,7 @@ def _show(views: list, json_out: bool, key: str = "schedules") -> None:
         out.print(Text.assemble("schedule ", (v.id, "cyan"), (" (paused)" if v.paused else "", "yellow")))
         for label, value in (("agent", v.agent_id), ("when", when), ("message", " ".join(v.message.split())[:200]),
                              ("next fire", v.next_fire_at or "-"),
+                             *((("llm mode", v.llm_mode),) if v.llm_mode != "normal" else ()),
                              ("last fire", f"{v.last_fire_at or '-'} (run {v.last_run_status or '-'}; "
                                            f"{v.fires} fire{'' if v.fires == 1 else 's'})")):
             out.print(Text(f"  {label:<10} {value}"), soft_wrap=True)
@@ -46,11 +47,15 @@ def add(
     missed: Annotated[
         Optional[str], typer.Option(help="After downtime: coalesce (one catch-up fire), skip or all.")
     ] = None,
+    provider_batch: Annotated[bool, typer.Option(
+        "--provider-batch", help="Each fire's steps go through the provider's batch API (half price, one "
+        "provider round per step; needs `memq beat`).")] = False,
     json_out: Json = False,
 ) -> None:
     """Add a schedule to an agent."""
     with open_client(run_steps=False) as client:
-        view = client.add_schedule(client.resolve_agent(agent_id), message, cron=cron, every=every, at=at, tz=tz, missed=missed)
+        view = client.add_schedule(client.resolve_agent(agent_id), message, cron=cron, every=every, at=at, tz=tz,
+                                   missed=missed, llm_mode="provider_batch" if provider_batch else "normal")
     if json_out:
         emit_json(view.model_dump())
     else:

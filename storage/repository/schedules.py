@@ -25,6 +25,7 @@ def create_schedule(
     message: str,
     missed: str,
     next_fire_at: datetime | None,
+    llm_mode: str = "normal",
 ) -> Schedule:
     get_agent(session, agent_id)
     message = stored_text(message, "schedule message")  # U+FFFD for what cannot be stored (memq.text)
@@ -39,6 +40,7 @@ def create_schedule(
         paused=False,
         next_fire_at=next_fire_at,
         fires=0,
+        llm_mode=llm_mode,
     )
     session.add(schedule)
     session.flush()

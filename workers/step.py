@@ -95,6 +95,7 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
     lease, turn = taken
     result = StepResult(agent_id, ran=False, reason="crashed")
     error: str | None = None
+    database_failed = False
     try:
         if turn is None:
             result = StepResult(agent_id, ran=False, reason="no_work")
@@ -104,12 +105,14 @@ def run_step(rt: Runtime, agent_id: str) -> StepResult:
             result = _step_under_lease(rt, lease, turn)
     except BaseException as exc:
         error = f"step attempt {lease.attempts} failed: {error_reason(exc)}"  # shown by `memq agent show`
+        database_failed = transient_db_error(exc)  # not the event's fault: not counted toward giving up
         raise
     finally:
         rt.leases.drop(lease)
         if not result.released:
             with rt.db.autocommit() as s:
-                more = _release(s, lease, reset_attempts=result.reason == "no_work", error=error)
+                more = _release(s, lease, reset_attempts=result.reason == "no_work", error=error,
+                                uncounted=database_failed)
             result = replace(result, more_work=more)
     return replace(result, takeover=lease.attempts > 1)
 
@@ -131,19 +134,21 @@ def _lease_and_load(rt: Runtime, agent_id: str) -> tuple[repo.Lease, _Turn | Non
             return taken.lease, _load_turn(s, taken.agent, rt.history)
         except BaseException as exc:
             rt.leases.drop(taken.lease)
-            _release_after_failed_load(rt, taken.lease, f"loading the turn failed: {error_reason(exc)}")
+            _release_after_failed_load(rt, taken.lease, f"loading the turn failed: {error_reason(exc)}",
+                                       uncounted=transient_db_error(exc))
             raise
 
 
-def _release_after_failed_load(rt: Runtime, lease: repo.Lease, error: str) -> None:
+def _release_after_failed_load(rt: Runtime, lease: repo.Lease, error: str, *, uncounted: bool) -> None:
     try:
         with rt.db.autocommit() as s:
-            repo.release_lease(s, lease, now_s=time.time(), error=error)
+            repo.release_lease(s, lease, now_s=time.time(), error=error, uncounted=uncounted)
     except Exception as exc:  # the database is away: the lease expires instead
         log.warning("could not release the lease of agent %s after a failed load: %s", lease.agent_id, exc)
 
 
-def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False, error: str | None = None) -> bool:
+def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False, error: str | None = None,
+             uncounted: bool = False) -> bool:
     """Release the lease, then report whether work is waiting.
 
     The check comes after the release has committed (autocommit on Postgres;
@@ -151,7 +156,7 @@ def _release(s: Session, lease: repo.Lease, *, reset_attempts: bool = False, err
     doorbell bounced off our lease is seen here and answered by our re-ring; a
     send that commits later rings a doorbell that finds the lease free.
     """
-    repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts, error=error)
+    repo.release_lease(s, lease, now_s=time.time(), reset_attempts=reset_attempts, error=error, uncounted=uncounted)
     return repo.has_pending_work(s, lease.agent_id)
 
 

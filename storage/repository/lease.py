@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, case, func, update
 from sqlalchemy.orm import Session
 
 from storage.models import Agent
@@ -94,6 +94,9 @@ _RELEASE = (
 )
 _RELEASE_RESET = _RELEASE.values(step_attempts=0, last_error=None, last_error_at=None)
 _RELEASE_FAILED = _RELEASE.values(last_error=bindparam("error"), last_error_at=bindparam("error_at"))
+# The attempt failed on the database, not on its event: it is not counted.
+_RELEASE_UNCOUNTED = _RELEASE_FAILED.values(
+    step_attempts=case((Agent.step_attempts > 0, Agent.step_attempts - 1), else_=0))
 # The step's own statements run through rawpg on Postgres (rawpg says why).
 _PG_ACQUIRE_ROW = rawpg.PgStatement(_ACQUIRE_ROW_ASYNC)
 _PG_ADVANCE_AND_RELEASE = rawpg.PgStatement(_ADVANCE_AND_RELEASE)
@@ -219,7 +222,8 @@ def renew_leases(
 
 
 def release_lease(
-    session: Session, lease: Lease, *, now_s: float, reset_attempts: bool = False, error: str | None = None
+    session: Session, lease: Lease, *, now_s: float, reset_attempts: bool = False, error: str | None = None,
+    uncounted: bool = False,
 ) -> bool:
     """Give the lease back so the next doorbell can take it at once.
 
@@ -228,10 +232,14 @@ def release_lease(
     without committing (nothing to do), so it was no failed attempt (and any
     recorded error is cleared). error: the step raised; it is recorded as the
     agent's last_error (with last_error_at), which shows the agent as failing.
+    uncounted (with error): it raised because of the database (connection lost,
+    disk full), not because of its event, so the attempt the take counted is taken
+    back: MEMQ_STEP_MAX_ATTEMPTS gives up on events that kill their worker, and a
+    sick database must not use them up (the step is retried until it is well).
     """
     params: dict[str, object] = {"aid": lease.agent_id, "token": lease.token, "until_s": now_s - RELEASE_SKEW_S}
     stmt = _RELEASE_RESET if reset_attempts else _RELEASE
     if error is not None and not reset_attempts:
-        stmt = _RELEASE_FAILED
+        stmt = _RELEASE_UNCOUNTED if uncounted else _RELEASE_FAILED
         params.update(error=error, error_at=datetime.fromtimestamp(now_s, timezone.utc))
     return session.connection().execute(stmt, params).rowcount == 1

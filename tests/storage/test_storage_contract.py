@@ -883,6 +883,21 @@ def test_lease_attempts_count_takes_of_one_step_and_reset_when_it_commits(db):
     assert take_lease(db, agent_id, now_s=NOW + LEASE_S + 3).attempts == 1
 
 
+def test_an_attempt_that_failed_on_the_database_is_not_counted(db):
+    # given a step whose first attempt crashed (counted) and whose second failed on the database
+    agent_id = make_agent(db)
+    first = take_lease(db, agent_id, now_s=NOW)
+    second = take_lease(db, agent_id, now_s=NOW + LEASE_S + 1)
+    with db.transaction() as s:
+        assert release_lease(s, second, now_s=NOW + LEASE_S + 2, error="DiskFull: no space", uncounted=True)
+    # when the next attempt takes the lease / then only the crash counts
+    assert take_lease(db, agent_id, now_s=NOW + LEASE_S + 2).attempts == 2
+    assert first.attempts == 1
+    # and the error is still shown
+    with db.transaction() as s:
+        assert s.get(Agent, agent_id).last_error == "DiskFull: no space"
+
+
 def test_renew_leases_only_renews_matching_tokens(db):
     # given agent a leased under its current token, b whose lease was taken over
     a, b = make_agent(db, "a"), make_agent(db, "b")

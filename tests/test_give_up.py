@@ -3,14 +3,18 @@
 Postgres triggers installed in the test database make the commit itself fail:
 - for the content of one message (the step commits a placeholder at once);
 - on every attempt of one event's step (a failure of the database, not of the
-  content: the step raises, the agent shows as failing, and after
-  MEMQ_STEP_MAX_ATTEMPTS the poison give-up moves it on).
-The second case runs its own worker and database, with a fast reconciler.
+  content: the step raises, the agent shows as failing, and the step is retried,
+  past MEMQ_STEP_MAX_ATTEMPTS, until the database is well).
+An event whose step kills its worker every time is given up after
+MEMQ_STEP_MAX_ATTEMPTS (the poison give-up). These run their own workers and
+database, with a fast reconciler.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from stack import WorkerProcess, own_stack
+from stack import WorkerProcess, own_stack, worker_and_client
 from helpers import user_events
 
 WAIT_S = 30
@@ -92,17 +96,9 @@ def _memq_json(env: dict[str, str], *args: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_a_step_that_fails_every_time_shows_failing_then_gives_up(fast_env, tmp_path):
-    from memq.client import Client
-    from memq.settings import Settings
-
-    worker = WorkerProcess(fast_env, tmp_path / "worker.log", "--concurrency", "4")
-    worker.wait_ready()
-    settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in fast_env.items()
-                           if k.startswith("MEMQ_") and k != "MEMQ_HOME"}, home=fast_env["MEMQ_HOME"])
-    client = Client.connect(settings)
-    try:
-        # given an agent whose event's step can never commit (the database fails)
+def test_a_database_failure_shows_failing_is_retried_past_the_attempt_limit_and_heals(fast_env, tmp_path):
+    with worker_and_client(fast_env, tmp_path / "worker.log", "--concurrency", "4") as (worker, client):
+        # given an agent whose event's step cannot commit while the database fails (as a full disk)
         agent = client.create_agent("doomed")
         with psycopg.connect(fast_env["MEMQ_DATABASE_URL"], autocommit=True) as conn:
             conn.execute(FAIL_MARKED_STEPS)
@@ -114,18 +110,56 @@ def test_a_step_that_fails_every_time_shows_failing_then_gives_up(fast_env, tmp_
             time.sleep(0.05)
         seen = _memq_json(fast_env, "agent", "show", agent.id)
         assert seen["state"] == "failing", seen
-        assert seen["attempts"] >= 1 and "could not extend file" in seen["last_error"] and seen["last_error_at"]
+        assert seen["attempts"] >= 0 and "could not extend file" in seen["last_error"] and seen["last_error_at"]
         status = _memq_json(fast_env, "status")
         assert status["pending"]["agents_failing"] == 1
         assert status["pending"]["failing"][0]["agent_id"] == agent.id
-        # and after MEMQ_STEP_MAX_ATTEMPTS attempts the run is given up and the agent moves on
+        # and it is retried past MEMQ_STEP_MAX_ATTEMPTS without being given up (the database is at fault)
+        while worker.log_path.read_text().count("could not extend file") < 2 * MAX_ATTEMPTS + 1:
+            assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        assert client.get_run(run.run_id).status == "queued"
+        # when the database is well again / then the run is answered and the agent is idle
+        with psycopg.connect(fast_env["MEMQ_DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("DROP TRIGGER fail_marked_steps ON steps")
         done = client.wait(run.run_id, WAIT_S)
-        assert done.status == "failed" and "gave up" in done.error, done
-        nxt = client.send(agent.id, "next one", wait=True, timeout_s=WAIT_S)
-        assert nxt.status == "done" and nxt.replies == ["echo: next one"]
+        assert done.status == "done" and done.replies == ["echo: DISK-MARKER hello"], done
         after = client.get_agent(agent.id)
         assert after.state == "idle" and after.last_error is None and after.attempts == 0
         assert _memq_json(fast_env, "status")["pending"]["agents_failing"] == 0
+
+
+def test_an_event_whose_step_kills_its_worker_every_time_is_given_up(fast_env, llm, tmp_path):
+    from memq.client import Client
+    from memq.settings import Settings
+
+    env = {**fast_env, "MEMQ_LEASE_S": "2", "MEMQ_LLM_TIMEOUT_S": "60"}
+    client = Client.connect(Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
+                                        if k.startswith("MEMQ_")}))
+    try:
+        # given an agent whose step never ends (its model call hangs) and a worker that is killed in it
+        agent = client.create_agent("poison")
+        llm.set_default(agent.id, {"tool": "send_message", "args": {"message": "never"}, "sleep_s": 300})
+        run = client.send(agent.id, "this one kills")
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            worker = WorkerProcess(env, tmp_path / f"worker{attempt}.log", "--concurrency", "4")
+            try:
+                worker.wait_ready()
+                deadline = time.monotonic() + WAIT_S
+                while len(llm.requests(agent.id)) < attempt:  # the step is in its model call
+                    assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
+                    time.sleep(0.05)
+            finally:
+                os.killpg(worker.proc.pid, signal.SIGKILL)  # as an out-of-memory kill would
+                worker.proc.wait()
+        # when a worker takes the event once more than MEMQ_STEP_MAX_ATTEMPTS
+        llm.set_default(agent.id, None)
+        with worker_and_client(env, tmp_path / "worker-last.log", "--concurrency", "4") as (_, _client):
+            done = client.wait(run.run_id, WAIT_S)
+            # then its run is given up without another model call, and the agent goes on
+            assert done.status == "failed" and "gave up" in done.error, done
+            assert len(llm.requests(agent.id)) == MAX_ATTEMPTS
+            nxt = client.send(agent.id, "next one", wait=True, timeout_s=WAIT_S)
+            assert nxt.status == "done" and nxt.replies == ["echo: next one"]
     finally:
         client.close()
-        worker.stop()

@@ -107,6 +107,4 @@ def test_chaos_quiet_faults_short(tmp_path):
     assert disk["longest_attempt_s"] < 3, disk
     assert all("No space left on device" in m for m in disk["error_samples"].values()), disk
     assert report["broker_cut"]["cut_worker_steps_after_heal"] > 0  # the cut-off worker works again
-    if report["failed_gave_up"]:  # see the README's findings: a full disk counts as crashed attempts
-        pytest.xfail(f"{report['failed_gave_up']} run(s) gave up during the full disk (known, workers/step.py)")
-    assert report["failed"] == 0, report["notes"]
+    assert report["failed"] == 0, report["notes"]  # a full disk delays steps; it never gives runs up

@@ -58,9 +58,10 @@ class Settings(BaseSettings):
     context_margin_ratio: float = 0.05
     max_chain: int = 20
     # A task that committed a step runs the agent's next one itself (its heartbeat or the next
-    # waiting event) instead of a broker round trip, up to this many steps and this long;
-    # then it rings the broker so other agents' doorbells get the thread. 1: one step per task.
-    inline_steps_max: int = 16
+    # waiting event) instead of a broker round trip, up to this many steps, and, once every
+    # step thread of the worker is busy, this long; then it rings the broker so other agents'
+    # doorbells get the thread. 1: one step per task.
+    inline_steps_max: int = 64
     inline_budget_s: float = 0.5
     max_message_chars: int = 12_000  # ~3 000 tokens: fits the default 8 192-token window beside full core memory
     core_block_limit_chars: int = 2_000

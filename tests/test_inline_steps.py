@@ -1,6 +1,7 @@
 """A task that committed a step runs the agent's next step itself, within a budget
-(MEMQ_INLINE_STEPS_MAX): a chain skips most broker round trips, and the budget still
-sends it back through the broker so other agents get the thread."""
+(MEMQ_INLINE_STEPS_MAX steps; MEMQ_INLINE_BUDGET_S once every step thread is busy): a
+chain skips most broker round trips, and the budget still sends it back through the
+broker so other agents get the thread."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ from test_ops import free_port, scrape, wait_for
 CHAIN = 7  # six heartbeats, then the reply
 
 
-@pytest.mark.parametrize(("inline_max", "inline_steps", "tasks"), [("3", 4, 3), ("1", 0, 7)])
-def test_a_chain_runs_inline_up_to_the_budget(memq_env, llm, tmp_path, inline_max, inline_steps, tasks):
+@pytest.mark.parametrize(("inline_max", "budget_s", "threads", "inline_steps", "tasks"), [
+    ("3", "30", "4", 4, 3),  # at most 3 steps a task
+    ("1", "30", "4", 0, 7),  # one step per task
+    ("64", "0", "1", 0, 7),  # every step thread busy (the only one): no time budget left, one step per task
+    ("64", "0", "4", 6, 1),  # threads to spare: the budget in time does not apply, the chain runs in one task
+])
+def test_a_chain_runs_inline_up_to_the_budget(memq_env, llm, tmp_path, inline_max, budget_s, threads, inline_steps,
+                                              tasks):
     port = free_port()
     with own_stack(memq_env, "memq_inline", MEMQ_INLINE_STEPS_MAX=inline_max, MEMQ_MAX_CHAIN="10",
-                   MEMQ_INLINE_BUDGET_S="30") as env, \
-            worker_and_client(env, tmp_path / "worker.log", "--concurrency", "4", "--metrics-port", str(port)) \
+                   MEMQ_INLINE_BUDGET_S=budget_s) as env, \
+            worker_and_client(env, tmp_path / "worker.log", "--concurrency", threads, "--metrics-port", str(port)) \
             as (worker, client):
         # given an agent that chains six heartbeats before it answers
         agent = client.create_agent(f"inline-{uuid.uuid4().hex[:6]}", persona="p", human="h")

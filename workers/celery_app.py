@@ -78,16 +78,19 @@ class LazyRuntime:
         return self._value
 
 
-def register_step_task(app: Any, runtime: LazyRuntime) -> Any:
-    """Register ``memq.step(agent_id)``: answer one doorbell of one agent."""
-    from workers.doorbell import CeleryDoorbell, answer_doorbell
+def register_step_task(app: Any, runtime: LazyRuntime, concurrency: int) -> Any:
+    """Register ``memq.step(agent_id)``: answer one doorbell of one agent.
+
+    concurrency: the pool's step threads (the inline budget asks whether all are busy)."""
+    from workers.doorbell import CeleryDoorbell, StepSlots, answer_doorbell
 
     doorbell = CeleryDoorbell(app)
+    slots = StepSlots(concurrency)
 
     @app.task(name=STEP_TASK, bind=True, ignore_result=True)
     def step(self: Any, agent_id: str) -> dict[str, Any]:
         queue = (self.request.delivery_info or {}).get("routing_key") or Queue.INTERACTIVE.value
-        result = answer_doorbell(runtime.get(), doorbell, agent_id, queue)
+        result = answer_doorbell(runtime.get(), doorbell, agent_id, queue, slots)
         return {"ran": result.ran, "reason": result.reason, "run_id": result.run_id}
 
     return step

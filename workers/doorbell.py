@@ -6,6 +6,7 @@ embedded mode's in-process worker: a thread pool running the same step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,35 +26,62 @@ class Doorbell(Protocol):
     def ring(self, agent_id: str, queue: str) -> None: ...
 
 
-def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str) -> StepResult:
+class StepSlots:
+    """How many of a worker process's step threads are answering doorbells right now."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "StepSlots":
+        with self._lock:
+            self.busy += 1
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self.busy -= 1
+
+    @property
+    def all_busy(self) -> bool:
+        return self.busy >= self.capacity
+
+
+def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str,
+                    slots: StepSlots | None = None) -> StepResult:
     """Run the agent's steps while it has work and the task's budget lasts; then ring again.
 
     Each step is a whole step (lease, load, LLM, tool, fenced commit, release), so a
     crash between two of them loses nothing: Postgres holds the work, and the doorbell
     this task answers is acked only when it returns. Continuing in the same task saves
     the broker round trip and Celery's per-task work (about a bare hop per step), which
-    is most of a chained step's overhead with a fast model. The budget
-    (MEMQ_INLINE_STEPS_MAX, MEMQ_INLINE_BUDGET_S) bounds how long one agent keeps a
-    worker thread before its next step queues behind other agents' doorbells.
+    is most of a chained step's overhead with a fast model. The budget bounds how long
+    one agent keeps a worker thread: at most MEMQ_INLINE_STEPS_MAX steps, and once every
+    step thread of the process is busy (other doorbells may be waiting for one),
+    MEMQ_INLINE_BUDGET_S; then its next step queues behind other agents' doorbells.
     """
     started_s = time.monotonic()
     steps = 0
-    while True:
-        with observe_step(rt, agent_id, queue) as obs:  # log context + metrics (workers/metrics.py)
-            result = obs.done(run_step(rt, agent_id))
-        steps += 1
-        if not result.more_work or result.reason == "leased":
-            return result
-        if not _may_continue(rt, result, steps, started_s):
-            doorbell.ring(agent_id, queue)
-            return result
-        count_inline_step()
+    with slots if slots is not None else contextlib.nullcontext():
+        while True:
+            with observe_step(rt, agent_id, queue) as obs:  # log context + metrics (workers/metrics.py)
+                result = obs.done(run_step(rt, agent_id))
+            steps += 1
+            if not result.more_work or result.reason == "leased":
+                return result
+            if not _may_continue(rt, result, steps, started_s, slots):
+                doorbell.ring(agent_id, queue)
+                return result
+            count_inline_step()
 
 
-def _may_continue(rt: Runtime, result: StepResult, steps: int, started_s: float) -> bool:
+def _may_continue(rt: Runtime, result: StepResult, steps: int, started_s: float, slots: StepSlots | None) -> bool:
     settings = rt.settings
-    return (result.reason == "committed" and steps < settings.inline_steps_max
-            and time.monotonic() - started_s < settings.inline_budget_s)
+    if result.reason != "committed" or steps >= settings.inline_steps_max:
+        return False
+    crowded = slots is None or slots.all_busy
+    return not crowded or time.monotonic() - started_s < settings.inline_budget_s
 
 
 class CeleryDoorbell:
@@ -70,6 +98,7 @@ class LocalDoorbell:
     def __init__(self, rt: Runtime, concurrency: int = 8) -> None:
         self.rt = rt
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="memq-step")
+        self.slots = StepSlots(concurrency)
         self._closed = threading.Event()
         self._queued: set[str] = set()
         self._crashed_at: dict[str, float] = {}  # agent id -> when its last step raised
@@ -112,7 +141,7 @@ class LocalDoorbell:
         with self._lock:
             self._queued.discard(agent_id)
         try:
-            answer_doorbell(self.rt, self, agent_id, queue)
+            answer_doorbell(self.rt, self, agent_id, queue, self.slots)
         except Exception:
             with self._lock:
                 self._crashed_at[agent_id] = time.time()

@@ -56,7 +56,7 @@ def run_worker(
     runtime = LazyRuntime(
         lambda: Runtime.build(settings, pool_size=min(concurrency, 20), serve_vectors=True)
     )
-    register_step_task(app, runtime)
+    register_step_task(app, runtime, concurrency)
 
     @signals.worker_ready.connect(weak=False)
     def _sweep(**_: object) -> None:

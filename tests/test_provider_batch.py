@@ -277,3 +277,46 @@ def test_a_schedule_asked_for_provider_batch_fires_runs_whose_steps_go_through_i
     # and the mode is checked like a send's
     with pytest.raises(Exception, match="llm_mode must be one of"):
         pb.client.add_schedule(agent.id, "x", every="1h", llm_mode="cheap")
+
+
+def test_the_cli_sends_in_provider_batch_mode_and_embedded_mode_refuses_it_in_words(pb, tmp_path):
+    import subprocess
+    import sys
+
+    # given an agent of the running stack
+    (agent,) = pb.agents(1, "cli")
+    pb.llm.script(agent.id, *chain_script(0))
+    # when `memq send --provider-batch --wait` sends it a message from the command line
+    proc = subprocess.run([sys.executable, "-m", "memq.cli.main", "send", agent.id, "task 0", "--provider-batch",
+                           "--wait", "--timeout", str(WAIT_S), "--json"], env=pb.env, capture_output=True,
+                          text=True, timeout=WAIT_S + 30)
+    # then the run is done and each of its steps went through the provider's batch API
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "done"
+    assert [m for _, m, _ in journal(pb.client, agent.id)] == ["provider_batch"] * 3
+    # and in embedded mode (no beat to collect the replies) the flag is refused, saying why
+    embedded = {k: v for k, v in pb.env.items() if k not in ("MEMQ_DATABASE_URL", "MEMQ_BROKER_URL")}
+    embedded["MEMQ_HOME"] = str(tmp_path / "home")
+    made = subprocess.run([sys.executable, "-m", "memq.cli.main", "agent", "create", "--name", "e", "--json"],
+                          env=embedded, capture_output=True, text=True, timeout=60)
+    refused = subprocess.run([sys.executable, "-m", "memq.cli.main", "send", json.loads(made.stdout)["id"], "hi",
+                              "--provider-batch", "--json"], env=embedded, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode != 0
+    assert "needs MEMQ_BROKER_URL and a running `memq beat`" in json.loads(refused.stdout)["error"]["message"]
+
+
+def test_two_hundred_agents_chains_finish_as_on_the_normal_route(pb):
+    # given 200 agents on each route, each with a 3-step chain
+    normal, batched = pb.agents(200, "n200"), pb.agents(200, "b200")
+    before = pb.llm.batch_stats()["batches"]
+    # when every one is sent its task
+    runs = _send_chains(pb, normal, "normal") + _send_chains(pb, batched, "provider_batch")
+    views = wait_runs(pb.client, runs, 3 * WAIT_S)
+    # then all finish, with the same transcripts, each batched step answered once by the batch API
+    assert [v.status for v in views] == ["done"] * 400, {v.status for v in views}
+    for a, b in zip(normal, batched):
+        assert transcript(pb.client, b.id) == transcript(pb.client, a.id)
+    assert all([m for _, m, _ in journal(pb.client, b.id)] == ["provider_batch"] * 3 for b in batched)
+    stats = pb.llm.batch_stats()
+    assert sum(stats["sizes"][before:]) == 600 and stats["duplicate_ids"] == 0

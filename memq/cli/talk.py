@@ -30,6 +30,9 @@ def send(
     idempotency_key: Annotated[
         Optional[str], typer.Option("--idempotency-key", help="Repeat-safe key for this message.")
     ] = None,
+    provider_batch: Annotated[bool, typer.Option(
+        "--provider-batch", help="The run's steps go through the provider's batch API: half price, one "
+        "provider round per step (minutes to hours); needs `memq beat`.")] = False,
     json_out: Json = False,
 ) -> None:
     """Send a message to an agent (exit 0 done/queued, 1 failed, 3 --wait timed out)."""
@@ -39,7 +42,8 @@ def send(
     # Embedded without --wait the message is only queued (no step starts here).
     with open_client(settings_for_steps(announce=not json_out) if wait else None, run_steps=wait) as client:
         agent_id = client.resolve_agent(agent_id)
-        run = client.send(agent_id, text, idempotency_key=idempotency_key)
+        run = client.send(agent_id, text, idempotency_key=idempotency_key,
+                          llm_mode="provider_batch" if provider_batch else "normal")
         if wait:
             run = _wait(client, run, agent_id, timeout, json_out)
         timed_out = wait and not RunStatus(run.status).finished

@@ -235,9 +235,11 @@ class QuickClient:
 
     # -- send ------------------------------------------------------------------
     def send(self, agent_id: str, text: str, *, idempotency_key: str | None = None, wait: bool = False,
-             timeout_s: float = 120.0) -> Any:
+             timeout_s: float = 120.0, llm_mode: str = "normal") -> Any:
         """Queue a message (committed before the doorbell rings); optionally wait for its run."""
         kwargs = {"idempotency_key": idempotency_key, "wait": wait, "timeout_s": timeout_s}
+        if llm_mode != "normal":  # the full client sets the run's mode in the send's transaction
+            return self.full.send(agent_id, text, llm_mode=llm_mode, **kwargs)
         try:
             view, queue = self._enqueue(agent_id, text, idempotency_key)
         except Fallback as exc:

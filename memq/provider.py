@@ -60,6 +60,15 @@ class RetriesExhausted(RuntimeError):
         self.described = described
 
 
+def load_litellm() -> Any:
+    """litellm, imported on first need (100+ MiB: only routes and features that use it pay),
+    with its banner and debug hints off."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
 def resolve_route(model: str, api_base: str | None) -> str:
     """Pick litellm's provider route.
 

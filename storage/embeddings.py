@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memq.llm_errors import endpoint_for
-from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
+from memq.provider import BadResponse, RetriesExhausted, call_with_retries, load_litellm, resolve_route
 from storage.embed_direct import DirectEmbeddings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -196,10 +196,7 @@ class Embedder:
     @property
     def litellm(self) -> Any:
         if self._litellm is None:
-            import litellm
-
-            litellm.suppress_debug_info = True
-            self._litellm = litellm
+            self._litellm = load_litellm()
         return self._litellm
 
     def _embed_remote(self, batch: list[str]) -> list[list[float]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memq.llm_errors import endpoint_for
-from memq.provider import BadResponse, RetriesExhausted, call_with_retries, resolve_route
+from memq.provider import BadResponse, RetriesExhausted, call_with_retries, load_litellm, resolve_route
 from memq.settings import Settings
 from workers import model_map
 from workers.openai_format import ChatAnswer, ContextWindowExceededError, ToolCall
@@ -63,12 +63,10 @@ class LLMClient:
     @property
     def litellm(self) -> Any:
         if self._litellm is None:
-            import litellm
-
             # litellm's own response models trip pydantic's serializer on every
             # call; the warning says nothing about the request.
             warnings.filterwarnings("ignore", message="Pydantic serializer warnings")
-            litellm.suppress_debug_info = True
+            litellm = load_litellm()
             litellm.drop_params = True
             self._litellm = litellm
         return self._litellm

@@ -18,7 +18,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from memq.provider import resolve_route  # noqa: E402
+from memq.provider import load_litellm, resolve_route  # noqa: E402
 
 COMPLETION_WINDOW = "24h"
 ENDPOINT = "/v1/chat/completions"
@@ -43,10 +43,7 @@ class ProviderBatchAPI:
     @property
     def litellm(self) -> Any:
         if self._litellm is None:
-            import litellm
-
-            litellm.suppress_debug_info = True
-            self._litellm = litellm
+            self._litellm = load_litellm()
         return self._litellm
 
     def _target(self, model: str) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def overhead(b: Bench) -> dict[str, Any]:
     b.add(S, "Postgres floor per step: round trips × RTT + 1 synchronous commit", db_floor, "ms",
           "run_step in-process ms/step", inproc["ms_per_step"],
           f"{per['round_trips']:.0f} round trips/step ({per.get('statements', 0):.0f} statements, "
-          f"{per.get('transactions', 0):.0f} transaction{pinged}); RTT {pg['rtt_ms']:.2f} ms, "
+          f"{per.get('transactions', 0) + per.get('pipelined_transactions', 0):.0f} transaction{pinged}); "
+          f"RTT {pg['rtt_ms']:.2f} ms, "
           f"write txn {pg['write_txn_ms']:.2f} ms")
     b.add(S, f"LLMClient.complete, {llmb['prompt_messages']}-msg prompt, wall (median of {llmb['reps']})",
           llmb["llm_client_ms"], "ms", "httpx.Client.post (keep-alive), same body", llmb["httpx_client_ms"],

@@ -92,16 +92,23 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps, ProviderBatchOps):
             return AgentView.of(agent, time.time())
 
     def list_agents(self) -> list[AgentView]:
+        from storage.repository.parked import agents_waiting_for_provider
+
         with self.rt.db.transaction() as s:
             now = time.time()
-            return [AgentView.of(a, now) for a in repo.list_agents(s)]
+            agents = repo.list_agents(s)
+            waiting = agents_waiting_for_provider(s, [a.id for a in agents])
+            return [AgentView.of(a, now, waiting_provider=a.id in waiting) for a in agents]
 
     def get_agent(self, agent_id: str) -> AgentView:
         """The agent with its context usage (tokens / window, messages in context and recall)."""
+        from storage.repository.parked import agents_waiting_for_provider
+
         with self.rt.db.transaction() as s:
             agent = repo.get_agent(s, agent_id)
             in_context = repo.count_from(s, agent_id, agent.context_start_id)
-            return AgentView.of(agent, time.time(), in_context)
+            waiting = agent_id in agents_waiting_for_provider(s, [agent_id])
+            return AgentView.of(agent, time.time(), in_context, waiting_provider=waiting)
 
     def resolve(self, kind: str, ref: str) -> str:
         """The full id of an agent, run, schedule or batch from its id or a unique prefix

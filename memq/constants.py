@@ -69,6 +69,7 @@ class AgentState(StrEnum):
     IDLE = "idle"
     WORKING = "working"  # a worker holds its lease
     FAILING = "failing"  # its last step raised and was not committed (last_error says why)
+    WAITING_PROVIDER = "waiting_provider"  # its step waits for the provider's batch API (llm_mode)
 
 
 class ToolStatus(StrEnum):

@@ -13,11 +13,14 @@ if TYPE_CHECKING:  # the CLI's quick path builds views from plain rows, without 
     from storage.models import Agent, Message, Run
 
 
-def agent_state(a: Any, now_s: float) -> AgentState:
+def agent_state(a: Any, now_s: float, waiting_provider: bool = False) -> AgentState:
     """failing while its last step's error stands (a committed step clears it), else
+    waiting_provider while its step's request waits for the provider's batch API, else
     working while a worker holds its lease, else idle."""
     if a.last_error is not None:
         return AgentState.FAILING
+    if waiting_provider:
+        return AgentState.WAITING_PROVIDER
     return AgentState.WORKING if a.lease_until_s > now_s else AgentState.IDLE
 
 
@@ -58,7 +61,11 @@ class AgentView(BaseModel):
     last_error_at: str | None = None
 
     @classmethod
-    def of(cls, a: Agent, now_s: float, in_context: int | None = None) -> "AgentView":
+    def of(cls, a: Agent, now_s: float, in_context: int | None = None,
+           waiting_provider: bool | None = None) -> "AgentView":
+        """waiting_provider: None takes the row's own column of that name (the quick path's SQL)."""
+        if waiting_provider is None:
+            waiting_provider = bool(getattr(a, "waiting_provider", False))
         context = None
         if in_context is not None:
             context = ContextUsage(
@@ -79,7 +86,7 @@ class AgentView(BaseModel):
             busy=a.lease_until_s > now_s,
             active_run_id=a.active_run_id,
             context=context,
-            state=agent_state(a, now_s),
+            state=agent_state(a, now_s, waiting_provider),
             attempts=a.step_attempts or 0,
             last_error=a.last_error,
             last_error_at=iso_utc(a.last_error_at) if a.last_error_at else None,

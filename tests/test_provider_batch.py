@@ -161,6 +161,14 @@ def test_messages_sent_while_parked_wait_behind_the_parked_step_in_order(pb):
     later = [pb.client.send(agent.id, f"later {k}").run_id for k in range(3)]  # normal route
     time.sleep(1.0)
     assert [pb.client.get_run(r).status for r in later] == ["queued"] * 3  # nothing overtakes the parked step
+    # and the agent's state says it waits for the provider (the client and `memq agent show`)
+    assert pb.client.get_agent(agent.id).state == "waiting_provider"
+    assert next(a for a in pb.client.list_agents() if a.id == agent.id).state == "waiting_provider"
+    import subprocess
+    import sys
+    shown = subprocess.run([sys.executable, "-m", "memq.cli.main", "agent", "show", agent.id, "--json"],
+                           env=pb.env, capture_output=True, text=True, timeout=60)
+    assert json.loads(shown.stdout)["state"] == "waiting_provider", shown.stderr
     views = wait_runs(pb.client, [first, *later], WAIT_S)
     assert [v.status for v in views] == ["done"] * 4
     users = [m["message"] for role, m, _ in transcript(pb.client, agent.id)
@@ -168,6 +176,7 @@ def test_messages_sent_while_parked_wait_behind_the_parked_step_in_order(pb):
     assert users == ["first", "later 0", "later 1", "later 2"]
     assert views[0].replies == ["working on 0", "done 0"]
     assert [v.replies for v in views[1:]] == [[f"echo: later {k}"] for k in range(3)]
+    assert pb.client.get_agent(agent.id).state == "idle"
 
 
 def test_beat_killed_between_upload_and_commit_loses_and_duplicates_nothing(pb):

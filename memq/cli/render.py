@@ -33,6 +33,8 @@ def agent_table(agents: list[Any]) -> None:
         state = Text("busy" if a.busy else ("working" if a.active_run_id else "idle"))
         if a.state == "failing":  # its last step raised: `memq agent show` gives the error
             state = Text(f"failing ({a.attempts} attempt{'s' if a.attempts != 1 else ''})", style="bold red")
+        elif a.state == "waiting_provider":  # its step's request is in (or on its way to) a provider batch
+            state = Text("waiting for provider", style="yellow")
         table.add_row(a.id, a.name, a.model or "(default)", str(a.messages), state)
     console().print(table)
 

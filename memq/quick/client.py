@@ -30,6 +30,11 @@ FULL_ID_LEN = 36
 QUICK_MAX_CHARS = 1_000
 
 
+
+# Whether the agent's step waits for the provider's batch API (ParkState parked / submitted).
+WAITING_PROVIDER = ("EXISTS (SELECT 1 FROM parked_steps p WHERE p.agent_id = agents.id "
+                    "AND p.state IN ('parked', 'submitted')) AS waiting_provider")
+
 class Fallback(Exception):
     """The quick path cannot answer this call; the full client will."""
 
@@ -128,7 +133,7 @@ class QuickClient:
     def _list_agents(self) -> list[Any]:
         from memq.views import AgentView
 
-        rows = self._db().execute("SELECT * FROM agents ORDER BY created_at, id").fetchall()
+        rows = self._db().execute(f"SELECT *, {WAITING_PROVIDER} FROM agents ORDER BY created_at, id").fetchall()
         now = time.time()
         return [AgentView.of(a, now) for a in rows]
 
@@ -138,7 +143,7 @@ class QuickClient:
     def _get_agent(self, agent_id: str) -> Any:
         from memq.views import AgentView
 
-        agent = self._one("SELECT * FROM agents WHERE id = %s", (agent_id,))
+        agent = self._one(f"SELECT *, {WAITING_PROVIDER} FROM agents WHERE id = %s", (agent_id,))
         in_context = self._one("SELECT count(*) AS n FROM messages WHERE agent_id = %s AND id >= %s",
                                (agent_id, agent.context_start_id)).n
         return AgentView.of(agent, time.time(), int(in_context))

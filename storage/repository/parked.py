@@ -228,3 +228,12 @@ def _costs(session: Session, where: Any) -> tuple[float, float]:
         batch_cost += float(reply.get("cost_usd") or 0.0)
         normal_cost += float(reply.get("normal_cost_usd") or 0.0)
     return batch_cost, normal_cost
+
+
+def agents_waiting_for_provider(session: Session, agent_ids: list[str]) -> set[str]:
+    """Which of these agents have a step whose request waits for the provider's batch API."""
+    if not agent_ids:
+        return set()
+    waiting = [state.value for state in ParkState if state.waiting]
+    return set(session.scalars(select(_P.c.agent_id).where(_P.c.agent_id.in_(agent_ids), _P.c.state.in_(waiting))
+                               .distinct()))

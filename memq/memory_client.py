@@ -20,8 +20,9 @@ class MemoryOps:
             raise BadInput("passage must not be empty")
         if len(text) > self.rt.settings.max_message_chars:
             raise BadInput(f"passage has {len(text)} characters; the limit is {self.rt.settings.max_message_chars}")
-        with self.rt.db.transaction() as s:
-            repo.get_agent(s, agent_id)
+        with self.rt.db.autocommit() as s:  # one read: no transaction of its own needed
+            if repo.agent_row(s, agent_id) is None:
+                raise repo.AgentNotFound(agent_id)
             rows = self.rt.memory.add_passages(s, agent_id, [text])
         indexed = self.rt.memory.index_passages(rows) if self.rt.memory.semantic else 0
         return {"passage_id": rows[0].id, "indexed": bool(indexed)}

@@ -39,6 +39,9 @@ def _to_s(dt: datetime) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+# What a search shows of a passage, read as plain rows (no ORM objects to build).
+_PASSAGE_SHOWN = (Passage.id, Passage.created_at, Passage.source, Passage.text)
+
 class MemoryStore:
     """Archival inserts and searches, recall searches, and the background indexer."""
 
@@ -87,15 +90,14 @@ class MemoryStore:
             found: list[tuple[float | None, Any]] = []  # Passage rows or plain rows
             notes: list[str] = []
             if self.semantic:
-                rows = {p.id: p for p in s.execute(select(  # plain rows: no ORM objects to build
-                    Passage.id, Passage.created_at, Passage.source, Passage.text).where(
+                rows = {p.id: p for p in s.execute(select(*_PASSAGE_SHOWN).where(  # plain rows: no ORM objects
                     Passage.agent_id == agent_id, Passage.id.in_([h.row_id for h in hits])))}
                 # a similarity of 0 or less says nothing in common
                 found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]
-                pending = select(Passage).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))
+                pending = select(*_PASSAGE_SHOWN).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))
             else:
                 notes.append(NO_EMBEDDINGS_NOTE)
-                pending = select(Passage).where(Passage.agent_id == agent_id)
+                pending = select(*_PASSAGE_SHOWN).where(Passage.agent_id == agent_id)
             found += self._text_matches(s, pending, Passage.text, query, lambda p: p.text)
             items = [{"time": iso_utc(p.created_at), "source": p.source, "text": p.text,
                       **({"score": round(score, 3)} if score is not None else {})}
@@ -239,8 +241,10 @@ class MemoryStore:
     def _text_matches(session: Session, stmt: Any, column: Any, query: str, text_of: Any) -> list[tuple[None, Any]]:
         """Rows whose text holds the query's words (most words first; newest first without words)."""
         query_words = words(query)
+        # ORM entities (one selected entity) come as objects, column selects as plain rows
+        entity = len(stmt.column_descriptions) == 1 and isinstance(stmt.column_descriptions[0]["expr"], type)
+        read = session.scalars if entity else (lambda q: session.execute(q).all())
         if not query_words:
-            return [(None, row) for row in session.scalars(stmt.order_by(column.desc()).limit(MAX_RESULTS))]
+            return [(None, row) for row in read(stmt.order_by(column.desc()).limit(MAX_RESULTS))]
         like = [func.lower(column).contains(w) for w in query_words]
-        return ranked_by_words(list(session.scalars(stmt.where(or_(*like)).limit(TEXT_CANDIDATES))),
-                               query_words, text_of)
+        return ranked_by_words(list(read(stmt.where(or_(*like)).limit(TEXT_CANDIDATES))), query_words, text_of)

@@ -1,4 +1,4 @@
-"""The direct LLM route's HTTP client (workers/http_post.py): one kept-alive connection per
+"""The direct LLM route's HTTP client (memq/http_post.py): one kept-alive connection per
 thread, an idle connection the server closed is reopened without an error, timeouts and
 refused connections are told apart, and a proxy in the environment sends the call to httpx."""
 
@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workers.http_post import KeepAlivePoster, PostConnectionError, PostTimeout, uses_proxy
+from memq.http_post import KeepAlivePoster, PostConnectionError, PostTimeout, uses_proxy
 
 
 class _Server:

@@ -11,7 +11,7 @@ names, and OpenAI-compatible endpoints given by an api_base, ``hosted_vllm/…``
 the URL, headers and parameters do not change between calls, so
 workers/openai_format.py builds them once per (model, tool set, reply budget) as
 litellm's provider configuration would; each call then only puts the messages
-into that request, posts it on a kept-alive connection (workers/http_post.py:
+into that request, posts it on a kept-alive connection (memq/http_post.py:
 http.client, one connection per thread; httpx where a proxy applies) and reads the
 JSON answer. litellm is never imported on this route (tests/test_worker_imports.py).
 
@@ -29,7 +29,7 @@ from importlib import metadata
 from typing import Any
 
 from workers import openai_format as fmt
-from workers.http_post import (
+from memq.http_post import (
     REDIRECTS, KeepAlivePoster, PostConnectionError, PostTimeout, ssl_context_of, uses_proxy,
 )
 

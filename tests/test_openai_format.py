@@ -155,3 +155,27 @@ def test_litellm_is_imported_only_for_a_provider_that_needs_it():
     assert not loads_litellm("openai/scripted", "http://127.0.0.1:9/v1")
     assert not loads_litellm("gpt-4o-mini", "")
     assert loads_litellm("anthropic/claude-3-5-sonnet-20240620", "")
+
+
+def test_a_body_with_frozen_messages_is_the_json_of_the_whole_body():
+    import json
+
+    from workers.openai_format import ChatEndpoint, FrozenMessage
+
+    # given stored messages (encoded once, reused) beside fresh ones, non-ASCII text included
+    stored = [FrozenMessage({"role": "user", "content": "café ☕ \"quoted\""}),
+              FrozenMessage({"role": "assistant", "content": None, "tool_calls": [
+                  {"id": "c1", "type": "function", "function": {"name": "send_message", "arguments": "{}"}}]})]
+    fresh = [{"role": "system", "content": "rules"}, *stored, {"role": "user", "content": "now"}]
+    body = {"model": "m", "tools": [{"type": "function", "function": {"name": "t"}}], "max_tokens": 10}
+    endpoint = ChatEndpoint("openai", "m", "http://x/v1/chat/completions", {}, body)
+    # when the request is built twice (the second time from the cached JSON)
+    first, second = endpoint.payload(fresh), endpoint.payload(fresh)
+    # then both are exactly what json.dumps writes for the whole body
+    whole = json.dumps({**body, "messages": fresh}, ensure_ascii=False).encode()
+    assert first == second == whole
+    # and an o-series model without a system role still gets it as a user message
+    o1 = ChatEndpoint("openai", "o1", "http://x", {}, body, system_as_user=True)
+    assert json.loads(o1.payload(fresh))["messages"][0] == {"content": "rules", "role": "user"}
+    # and a body with nothing but messages is valid JSON too
+    assert json.loads(ChatEndpoint("openai", "m", "http://x", {}, {}).payload(fresh))["messages"][1] == stored[0]

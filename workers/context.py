@@ -10,6 +10,8 @@ ends, whatever else is evicted: a long heartbeat chain keeps knowing its task.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from memq.constants import EventType, Role
 from memq.settings import Settings
 from storage.models import Agent, Message
 from workers.events import pack_event
+from workers.openai_format import FrozenMessage
 from workers.prompts import BASE_SYSTEM_PROMPT, MEMORY_PRESSURE_ALERT, PINNED_EVENT_DROPPED
 from workers.summarizer import Summarizer
 from workers.tokens import PER_MESSAGE_OVERHEAD, TokenCounter
@@ -108,6 +111,26 @@ class ContextBuilder:
         self.counter = counter
         self.summarizer = summarizer
         self.tools = tools
+        # Stored messages as the model is shown them, by message id (they never change): their
+        # JSON is encoded once for every later prompt (workers/openai_format.FrozenMessage).
+        self._shown: OrderedDict[int, FrozenMessage] = OrderedDict()
+        self._shown_max = max(1024, 128 * settings.history_cache_agents)
+        self._lock = threading.Lock()
+
+    def _shown_message(self, m: Message) -> dict[str, Any]:
+        if m.id is None:  # a pinned event shown again from its run's row
+            return message_to_llm(m)
+        with self._lock:
+            shown = self._shown.get(m.id)
+            if shown is not None:
+                self._shown.move_to_end(m.id)
+                return shown
+        shown = FrozenMessage(message_to_llm(m))
+        with self._lock:
+            self._shown[m.id] = shown
+            while len(self._shown) > self._shown_max:
+                self._shown.popitem(last=False)
+        return shown
 
     def budget(self, model: str) -> Budget:
         return budget_for(self.settings, self.counter.window(model))
@@ -173,7 +196,7 @@ class ContextBuilder:
         in_view = _with_pinned(kept, pin)
         system = render_system(agent, blocks, summary, len(in_view) + 1 + int(plan.alert), recall)
         messages = [{"role": "system", "content": system}]
-        messages.extend(message_to_llm(m) for m in in_view)
+        messages.extend(self._shown_message(m) for m in in_view)
         alert = alert_text if plan.alert else None
         if alert:
             messages.append({"role": "user", "content": alert})

@@ -178,7 +178,8 @@ class LLMClient:
             if direct is not None:
                 route = kwargs["model"]
                 return self._answered(direct.complete(route, messages, tools, kwargs["max_tokens"]), route)
-            return self._parse(self.litellm.completion(**kwargs))
+            # litellm may change the dicts it is given: it gets copies (workers/openai_format.FrozenMessage)
+            return self._parse(self.litellm.completion(**{**kwargs, "messages": [dict(m) for m in messages]}))
 
         try:
             reply, attempts, errors = call_with_retries(

@@ -24,6 +24,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from memq.provider import BadResponse, ProviderHTTPError
@@ -70,6 +71,24 @@ class ChatAnswer:
     model: str = ""  # as the provider names it (may be a dated snapshot)
 
 
+class FrozenMessage(dict):
+    """A chat message that never changes (a stored message as the model is shown it).
+
+    Its JSON is encoded once and reused by every later prompt that holds it: a chained
+    step's prompt is mostly the same stored messages again, and encoding ~120 of them
+    was the largest part of building the request. Nothing may change it once built.
+    """
+
+    __slots__ = ("_json",)
+
+    def json_text(self) -> str:
+        try:
+            return self._json
+        except AttributeError:
+            self._json = json.dumps(self, ensure_ascii=False)
+            return self._json
+
+
 @dataclass(frozen=True)
 class ChatEndpoint:
     """Where and how one model is called: built once per (route, tools, reply budget)."""
@@ -82,10 +101,19 @@ class ChatEndpoint:
     system_as_user: bool = False  # an o-series model without a system role
 
     def payload(self, messages: list[dict[str, Any]]) -> bytes:
+        """The body as json.dumps({**body, "messages": messages}) writes it, with each
+        FrozenMessage's JSON encoded once for all prompts."""
         if self.system_as_user:
             messages = [{"content": m.get("content"), "role": "user"} if m.get("role") == "system" else m
                         for m in messages]
-        return json.dumps({**self.body, "messages": messages}, ensure_ascii=False).encode()
+        parts = [m.json_text() if type(m) is FrozenMessage else json.dumps(m, ensure_ascii=False)
+                 for m in messages]
+        return f'{self._head}"messages": [{", ".join(parts)}]}}'.encode()
+
+    @cached_property
+    def _head(self) -> str:
+        """The body up to where the messages go (last), as json.dumps writes it."""
+        return json.dumps(self.body, ensure_ascii=False)[:-1] + ", " if self.body else "{"
 
 
 def provider_of(route: str) -> tuple[str, str] | None:

@@ -49,3 +49,42 @@ def _not_committed(metrics: dict) -> int:
     """Doorbells that ran no step (a reconciler ring that found the agent busy or idle) also end a task."""
     return int(sum(v for (name, labels), v in metrics.items()
                    if name == "memq_doorbells_total" and labels != (("result", "committed"),)))
+
+
+def test_a_worker_told_to_stop_finishes_the_step_in_hand_and_leaves_the_chain_to_the_next(memq_env, llm, tmp_path):
+    import os
+    import signal
+    import time
+
+    from stack import WorkerProcess, stop_process_group
+
+    chain = 60
+    with own_stack(memq_env, "memq_inline_stop", MEMQ_MAX_CHAIN=str(chain), MEMQ_RECONCILE_EVERY_S="0.5",
+                   MEMQ_RECONCILE_IDLE_S="0.5") as env, \
+            worker_and_client(env, tmp_path / "worker1.log", "--concurrency", "4") as (first, client):
+        # given a long chain (60 steps of 0.2 s) running inline in one task of an otherwise idle worker
+        agent = client.create_agent(f"stop-{uuid.uuid4().hex[:6]}", persona="p", human="h")
+        llm.set_default(agent.id, {"tool": "send_message", "args": {"message": "x", "request_heartbeat": True},
+                                   "sleep_s": 0.2})
+        run = client.send(agent.id, "go")
+        deadline = time.monotonic() + 30
+        while client.get_run(run.run_id).steps < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # when the worker is told to stop (SIGTERM: a warm shutdown, as a deploy does)
+        told = time.monotonic()
+        os.killpg(first.proc.pid, signal.SIGTERM)
+        first.proc.wait(timeout=30)
+        # then it exits after the step in hand, not after the chain (~11 s more)
+        assert time.monotonic() - told < 5, first.log_path.read_text()[-2000:]
+        assert client.get_run(run.run_id).status == "running"
+        # and the next worker finishes the chain, every step once
+        second = WorkerProcess(env, tmp_path / "worker2.log", "--concurrency", "4")
+        try:
+            second.wait_ready()
+            done = client.wait(run.run_id, timeout_s=60)
+            assert done.status == "chain_capped" and done.steps == chain, done
+            assert len(done.replies) == chain
+        finally:
+            stop_process_group(second.proc)
+        llm.set_default(agent.id, None)

@@ -26,6 +26,14 @@ class Doorbell(Protocol):
     def ring(self, agent_id: str, queue: str) -> None: ...
 
 
+class StepDoorbell(Doorbell, Protocol):
+    """A doorbell whose rings this process answers (a worker's)."""
+
+    def stopping(self) -> bool:
+        """The process is shutting down: a task finishes its step and goes no further."""
+        ...
+
+
 class StepSlots:
     """How many of a worker process's step threads are answering doorbells right now."""
 
@@ -48,7 +56,7 @@ class StepSlots:
         return self.busy >= self.capacity
 
 
-def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str,
+def answer_doorbell(rt: Runtime, doorbell: StepDoorbell, agent_id: str, queue: str,
                     slots: StepSlots | None = None) -> StepResult:
     """Run the agent's steps while it has work and the task's budget lasts; then ring again.
 
@@ -59,7 +67,8 @@ def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str,
     is most of a chained step's overhead with a fast model. The budget bounds how long
     one agent keeps a worker thread: at most MEMQ_INLINE_STEPS_MAX steps, and once every
     step thread of the process is busy (other doorbells may be waiting for one),
-    MEMQ_INLINE_BUDGET_S; then its next step queues behind other agents' doorbells.
+    MEMQ_INLINE_BUDGET_S; then its next step queues behind other agents' doorbells. A
+    worker that is shutting down finishes the step in hand and rings for the next.
     """
     started_s = time.monotonic()
     steps = 0
@@ -70,7 +79,7 @@ def answer_doorbell(rt: Runtime, doorbell: Doorbell, agent_id: str, queue: str,
             steps += 1
             if not result.more_work or result.reason == "leased":
                 return result
-            if not _may_continue(rt, result, steps, started_s, slots):
+            if not _may_continue(rt, result, steps, started_s, slots) or doorbell.stopping():
                 doorbell.ring(agent_id, queue)
                 return result
             count_inline_step()
@@ -90,6 +99,12 @@ class CeleryDoorbell:
 
     def ring(self, agent_id: str, queue: str) -> None:
         self.app.send_task(STEP_TASK, args=[agent_id], queue=queue)
+
+    def stopping(self) -> bool:
+        """A warm or cold shutdown has begun (SIGTERM, SIGINT, SIGQUIT): Celery sets these flags."""
+        from celery.worker import state
+
+        return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
 
 
 class LocalDoorbell:
@@ -111,6 +126,9 @@ class LocalDoorbell:
                 return
             self._queued.add(agent_id)
         self.pool.submit(self._answer, agent_id, queue)
+
+    def stopping(self) -> bool:
+        return self._closed.is_set()
 
     def ring_waiting(self) -> int:
         """Ring every agent with waiting work and no live lease; returns how many.

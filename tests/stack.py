@@ -119,18 +119,23 @@ class WorkerProcess:
         self._log.close()
 
 
-@contextmanager
-def worker_and_client(env: dict[str, str], log_path: Path, *worker_args: str) -> Iterator[tuple[WorkerProcess, Any]]:
-    """A `memq worker` on env, ready, and a Python client on the same settings; both stopped on exit."""
+def client_for(env: dict[str, str]) -> Any:
+    """A Python client on the MEMQ_ settings of env (the caller closes it)."""
     from memq.client import Client
     from memq.settings import Settings
 
+    return Client.connect(Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
+                                      if k.startswith("MEMQ_") and not k.startswith("MEMQ_TEST_")}))
+
+
+@contextmanager
+def worker_and_client(env: dict[str, str], log_path: Path, *worker_args: str) -> Iterator[tuple[WorkerProcess, Any]]:
+    """A `memq worker` on env, ready, and a Python client on the same settings; both stopped on exit."""
     worker = WorkerProcess(env, log_path, *worker_args)
     client = None
     try:
         worker.wait_ready()
-        client = Client.connect(Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
-                                            if k.startswith("MEMQ_") and not k.startswith("MEMQ_TEST_")}))
+        client = client_for(env)
         yield worker, client
     finally:
         if client is not None:

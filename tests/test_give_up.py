@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from stack import WorkerProcess, own_stack, worker_and_client
+from stack import WorkerProcess, client_for, own_stack, worker_and_client
 from helpers import user_events
 
 WAIT_S = 30
@@ -130,12 +130,8 @@ def test_a_database_failure_shows_failing_is_retried_past_the_attempt_limit_and_
 
 
 def test_an_event_whose_step_kills_its_worker_every_time_is_given_up(fast_env, llm, tmp_path):
-    from memq.client import Client
-    from memq.settings import Settings
-
     env = {**fast_env, "MEMQ_LEASE_S": "2", "MEMQ_LLM_TIMEOUT_S": "60"}
-    client = Client.connect(Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items()
-                                        if k.startswith("MEMQ_")}))
+    client = client_for(env)
     try:
         # given an agent whose step never ends (its model call hangs) and a worker that is killed in it
         agent = client.create_agent("poison")

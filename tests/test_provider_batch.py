@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from pb_stack import PB_SETTINGS, BeatProcess, chain_script, journal, transcript, wait_runs
 from scripted_llm import ScriptedLLM
-from stack import WorkerProcess, own_stack
+from stack import WorkerProcess, client_for, own_stack
 
 WAIT_S = 90  # a ceiling: on a quiet machine every test finishes in seconds
 
@@ -25,17 +25,13 @@ WAIT_S = 90  # a ceiling: on a quiet machine every test finishes in seconds
 @pytest.fixture(scope="module")
 def pb(memq_env, tmp_path_factory):
     """Its own scripted provider, database, Redis db, worker and beat (restartable by the tests)."""
-    from memq.client import Client
-    from memq.settings import Settings
-
     llm = ScriptedLLM().start()
     extra = {**PB_SETTINGS, "MEMQ_LLM_API_BASE": llm.url, "MEMQ_EMBEDDING_API_BASE": llm.url}
     with own_stack(memq_env, "memq_pb", **extra) as env:
         logs = tmp_path_factory.mktemp("pb")
         stack = _Stack(env, logs, llm)
         stack.start()
-        settings = Settings(**{k.removeprefix("MEMQ_").lower(): v for k, v in env.items() if k.startswith("MEMQ_")})
-        stack.client = Client.connect(settings)
+        stack.client = client_for(env)
         try:
             yield stack
         finally:

@@ -99,11 +99,7 @@ def execute(session: Session, stmt: PgStatement, params: Mapping[str, Any]) -> A
         cur.execute(stmt.sql, values)
         return _Rows(cur)
     except psycopg.Error as err:
-        lost = driver.closed or isinstance(err, psycopg.OperationalError) and driver.broken
-        if lost:
-            conn.invalidate(err)
-        raise sa_exc.DBAPIError.instance(stmt.sql, values, err, psycopg.Error,
-                                         connection_invalidated=lost) from err
+        raise _as_sqlalchemy(conn, driver, err, stmt.sql, values) from err
 
 
 def execute_transaction(session: Session, statements: list[tuple[PgStatement, Mapping[str, Any]]],
@@ -133,10 +129,7 @@ def execute_transaction(session: Session, statements: list[tuple[PgStatement, Ma
         results = [_Rows(cur) for cur in cursors]
     except psycopg.Error as err:
         _end(driver, "ROLLBACK")
-        lost = driver.closed or isinstance(err, psycopg.OperationalError) and driver.broken
-        if lost:
-            conn.invalidate(err)
-        raise sa_exc.DBAPIError.instance(sql, None, err, psycopg.Error, connection_invalidated=lost) from err
+        raise _as_sqlalchemy(conn, driver, err, sql, None) from err
     try:
         out = decide(results)
     except BaseException:
@@ -145,11 +138,17 @@ def execute_transaction(session: Session, statements: list[tuple[PgStatement, Ma
     try:
         driver.execute("COMMIT")
     except psycopg.Error as err:
-        lost = driver.closed or driver.broken
-        if lost:
-            conn.invalidate(err)
-        raise sa_exc.DBAPIError.instance("COMMIT", None, err, psycopg.Error, connection_invalidated=lost) from err
+        raise _as_sqlalchemy(conn, driver, err, "COMMIT", None) from err
     return out
+
+
+def _as_sqlalchemy(conn: Any, driver: Any, err: psycopg.Error, sql: str, params: Any) -> Exception:
+    """The exception SQLAlchemy's own path raises for err; a lost connection (psycopg marks it
+    closed or broken) is dropped from the pool, as SQLAlchemy does."""
+    lost = bool(driver.closed or driver.broken)
+    if lost:
+        conn.invalidate(err)
+    return sa_exc.DBAPIError.instance(sql, params, err, psycopg.Error, connection_invalidated=lost)
 
 
 def _end(driver: Any, command: str) -> None:

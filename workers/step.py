@@ -31,6 +31,7 @@ from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
 from workers.step_guards import cleaned_reply, error_reason, transient_db_error
+from workers.step_writes import context_state, turn_writes
 from workers.tools import Block, ToolContext
 from workers.window import ContextTooSmall
 
@@ -375,61 +376,11 @@ def _commit(
     for m in messages:
         m.tokens = rt.counter.message(model, message_to_llm(m))
     active_run_id = None if outcome.status.finished else run.id
-    context_state = None if context is None else {
-        "context_start_id": context.context_start_id,
-        "summary": context.summary,
-        "summary_tokens": context.summary_tokens,
-        "pressure_alerted": context.pressure_alerted,
-        "context_tokens": context.tokens,
-        "context_window": context.window,
-    }
     finished_at = utcnow()
-    step_no = lease.step_counter + 1  # what the fence advances the counter to
-    journal = {
-        "agent_id": agent_id,
-        "run_id": run.id,
-        "step_no": step_no,
-        "lease_token": lease.token,
-        "worker": rt.worker_id,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "prompt_messages": len(context.messages) if context else 0,
-        "prompt_chars": context.chars if context else 0,
-        "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "cost_usd": reply.cost_usd,
-        "context_tokens": context.tokens if context else 0,
-        "evicted_messages": context.evicted if context else 0,
-        "llm_latency_ms": reply.latency_ms,
-        "llm_attempts": reply.attempts,
-        "tool_name": outcome.tool_name,
-        "outcome": outcome.step_outcome.value,
-        "error": outcome.error,
-        "llm_mode": provider_batch.mode_of(reply),
-    }
-    writes = repo.TurnWrites(
-        agent_id=agent_id,
-        run_id=run.id,
-        step_no=step_no,
-        at=finished_at,
-        messages=[{"role": m.role, "content": m.content, "tool_calls": m.tool_calls,
-                   "tool_call_id": m.tool_call_id, "tokens": m.tokens} for m in messages],
-        inbox_id=turn.inbox_id,
-        run={
-            "status": outcome.status.value,
-            "steps": run.steps + 1,
-            "replies": [*run.replies, *tool_ctx.replies],
-            "error": outcome.error,
-            "prompt_tokens": run.prompt_tokens + reply.prompt_tokens,
-            "completion_tokens": run.completion_tokens + reply.completion_tokens,
-            "cost_usd": run.cost_usd + reply.cost_usd,
-            "started_at": run.started_at or started_at,
-            "finished_at": finished_at if outcome.status.finished else None,
-        },
-        journal=journal,
-    )
+    writes = turn_writes(rt.worker_id, lease, turn, outcome, reply, tool_ctx, context, messages,
+                         started_at=started_at, finished_at=finished_at)
     advance = {"now_s": time.time(), "active_run_id": active_run_id, "heartbeat_reason": outcome.heartbeat_reason,
-               "new_messages": len(messages), "context": context_state}
+               "new_messages": len(messages), "context": context_state(context)}
     passages: list = []
     if not tool_ctx.changed_blocks and not tool_ctx.new_passages:
         # The common step: fence + release, then the turn's rows (storage/repository/turn_commit.py).
@@ -446,4 +397,4 @@ def _commit(
             # Last, under the row lock: more work is this turn's heartbeat or a waiting event.
             inbox_waits = repo.write_turn(s, writes)
     rt.run_events.publish(run.id, outcome.status.value, run.steps + 1)  # after the commit: wakes API waiters
-    return StepRecord(**journal), passages, active_run_id is not None or inbox_waits
+    return StepRecord(**writes.journal), passages, active_run_id is not None or inbox_waits

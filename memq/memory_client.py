@@ -20,9 +20,8 @@ class MemoryOps:
             raise BadInput("passage must not be empty")
         if len(text) > self.rt.settings.max_message_chars:
             raise BadInput(f"passage has {len(text)} characters; the limit is {self.rt.settings.max_message_chars}")
-        with self.rt.db.autocommit() as s:  # one read: no transaction of its own needed
-            if repo.agent_row(s, agent_id) is None:
-                raise repo.AgentNotFound(agent_id)
+        with self.rt.db.transaction() as s:
+            repo.get_agent(s, agent_id)
             rows = self.rt.memory.add_passages(s, agent_id, [text])
         indexed = self.rt.memory.index_passages(rows) if self.rt.memory.semantic else 0
         return {"passage_id": rows[0].id, "indexed": bool(indexed)}
@@ -50,8 +49,9 @@ class MemoryOps:
     def _check_agent(self, agent_id: str) -> None:
         from storage import repository as repo
 
-        with self.rt.db.transaction() as s:
-            repo.get_agent(s, agent_id)
+        with self.rt.db.autocommit() as s:  # one read: no transaction of its own needed
+            if repo.agent_row(s, agent_id) is None:
+                raise repo.AgentNotFound(agent_id)
 
 
 def _page_doc(page: Any) -> dict[str, Any]:

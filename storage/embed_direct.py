@@ -99,9 +99,5 @@ class DirectEmbeddings:
                 raise TimeoutError(f"no answer from {self.url} within {self.timeout_s:g} s") from reason
             raise ConnectionError(f"cannot connect to {self.url} ({exc.reason})") from reason
 
-    def close(self) -> None:
-        if self._poster is not None:
-            self._poster.close()
-
 
 __all__ = ["DirectEmbeddings", "ProviderHTTPError"]

@@ -42,6 +42,7 @@ def _to_s(dt: datetime) -> float:
 # What a search shows of a passage, read as plain rows (no ORM objects to build).
 _PASSAGE_SHOWN = (Passage.id, Passage.created_at, Passage.source, Passage.text)
 
+
 class MemoryStore:
     """Archival inserts and searches, recall searches, and the background indexer."""
 

@@ -22,6 +22,7 @@ from memq.schedules_client import ScheduleOps
 from memq.settings import Settings
 from memq.views import AgentView, BlockView, MessageView, RunView
 from storage import repository as repo
+from storage.deadline import DatabaseUnavailable
 from workers.runtime import Runtime
 
 log = logging.getLogger("memq.client")
@@ -30,10 +31,15 @@ log = logging.getLogger("memq.client")
 class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps, ProviderBatchOps):
     """Talks to memq's database and rings workers; one per process is plenty."""
 
-    def __init__(self, rt: Runtime, doorbell: Any, indexer: Any = None) -> None:
+    def __init__(self, rt: Runtime, doorbell: Any, indexer: Any = None, *, runs_steps: bool = False) -> None:
+        """runs_steps: steps run on this process's threads (embedded); their database has no
+        deadline (leases and fencing cover a frozen server there). Otherwise every Postgres
+        round trip of the client gives up after MEMQ_DB_DEADLINE_S (storage/deadline.py)."""
         self.rt = rt
         self.doorbell = doorbell
         self.indexer = indexer
+        if not runs_steps:
+            rt.db.set_deadline(rt.settings.db_deadline_s)
 
     @classmethod
     def connect(cls, settings: Settings | None = None, *, in_process_worker: bool | None = None) -> "Client":
@@ -46,7 +52,7 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps, ProviderBatchOps):
 
             if settings.embedded and rt.db.is_sqlite:
                 _upgrade_or_close(rt)  # nothing starts before migrations (the indexer reads its cursors)
-            return cls(rt, LocalDoorbell(rt), BackgroundIndexer(rt).start())
+            return cls(rt, LocalDoorbell(rt), BackgroundIndexer(rt).start(), runs_steps=True)
         from workers.celery_app import create_celery_app
         from workers.doorbell import CeleryDoorbell
 
@@ -141,22 +147,27 @@ class Client(ScheduleOps, BatchOps, MemoryOps, IngestOps, ProviderBatchOps):
         llm_mode="provider_batch": the run's steps go through the provider's batch API
         (half price where the provider offers it, one provider round per step)."""
         mode = checked_mode(self.settings, llm_mode)
-        with self.rt.db.transaction() as s:
-            agent = repo.get_agent(s, agent_id)
-            check_message_fits(self.settings, s, agent, text)  # what can never fit its window
-            run, created = repo.enqueue_message(
-                s,
-                agent_id,
-                text,
-                max_chars=self.settings.max_message_chars,
-                idempotency_key=idempotency_key,
-            )
-            if created:
-                from storage.repository.parked import set_run_mode
+        try:
+            with self.rt.db.transaction() as s:
+                agent = repo.get_agent(s, agent_id)
+                check_message_fits(self.settings, s, agent, text)  # what can never fit its window
+                run, created = repo.enqueue_message(
+                    s,
+                    agent_id,
+                    text,
+                    max_chars=self.settings.max_message_chars,
+                    idempotency_key=idempotency_key,
+                )
+                if created:
+                    from storage.repository.parked import set_run_mode
 
-                set_run_mode(s, [run.id], mode)
-            queue = agent.queue
-            view = RunView.of(run)
+                    set_run_mode(s, [run.id], mode)
+                queue = agent.queue
+                view = RunView.of(run)
+        except DatabaseUnavailable as exc:  # its COMMIT may have been cut off: say what is safe
+            from memq.service_errors import send_not_answered
+
+            raise DatabaseUnavailable(send_not_answered(exc, idempotency_key)) from exc
         if created:
             try:
                 self.doorbell.ring(agent_id, queue)

@@ -1,4 +1,4 @@
-"""What to say when a server memq needs does not answer (the broker, for now).
+"""What to say when a server memq needs does not answer (the broker, Postgres).
 
 Standard library only: the quick CLI path and the full client both use it.
 """
@@ -27,3 +27,13 @@ def doorbell_not_delivered(broker_url: str | None, exc: BaseException, agent_id:
     """The warning of a send whose message is saved but whose doorbell could not ring."""
     return (f"{broker_down(broker_url, exc)}: the message is saved and runs once the broker is back "
             f"(a worker's reconciler rings agent {agent_id})")
+
+
+def send_not_answered(exc: BaseException, idempotency_key: str | None) -> str:
+    """The error of a send whose database did not answer in time (its commit may have happened)."""
+    first = str(exc).splitlines()[0] if str(exc) else "Postgres did not answer"
+    if idempotency_key is not None:
+        return (f"{first}; the message may or may not be saved: sending it again with the same "
+                f"idempotency key ({idempotency_key}) is safe, it answers with the one run")
+    return (f"{first}; the message may or may not be saved: a send repeated without an idempotency key "
+            "could queue it twice (check the agent's messages, or send with an idempotency key)")

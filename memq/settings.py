@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     max_message_chars: int = 12_000  # ~3 000 tokens: fits the default 8 192-token window beside full core memory
     core_block_limit_chars: int = 2_000
 
+    # Every Postgres round trip of the client paths (Client, the CLI's full client, `memq serve`)
+    # gives up after this long, and so does a new connection (whole seconds, at least 2): a frozen
+    # server answers DatabaseUnavailable instead of holding the call (storage/deadline.py).
+    db_deadline_s: float = Field(default=5.0, gt=0)
     lease_s: float = 15.0
     step_max_attempts: int = 5
     worker_concurrency: int = 200

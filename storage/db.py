@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -81,16 +83,29 @@ def create_missing_database(url: str) -> bool:
         engine.dispose()
 
 
+def _raise_unavailable(exc: DBAPIError) -> None:
+    """A round trip past its deadline surfaces as itself (``DatabaseUnavailable: Postgres did
+    not answer within 5 s ...``), not wrapped in SQLAlchemy's OperationalError."""
+    deadline = sys.modules.get("storage.deadline")  # loaded by any Database with a deadline
+    if deadline is not None and isinstance(exc.orig, deadline.DatabaseUnavailable):
+        raise exc.orig.with_traceback(None) from exc
+
+
 class Database:
     """One engine and session factory; `transaction()` is the way to write several rows.
 
     Postgres: two pools, one for transactions and one for autocommit statements
     (`autocommit()`), sharing pool_size: at most 2 × pool_size connections per
     process with overflow, opened on demand.
+
+    ``deadline_s`` (Postgres, the client paths): every round trip of a connection gives
+    up after this long with ``DatabaseUnavailable`` (storage/deadline.py); unset, the
+    connections are psycopg's own and nothing is added to a statement.
     """
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, deadline_s: float | None = None) -> None:
         check_database_url(url)
+        self.deadline_s: float | None = None
         from storage.pgurl import split_driver_options
 
         self.driver_options = split_driver_options(url)[1]  # e.g. no prepared statements behind PgBouncer
@@ -120,6 +135,24 @@ class Database:
 
         for factory in (self._sessions, self._autocommit_sessions):
             limits.install(factory)  # varchar(N) limits alike on SQLite and Postgres
+        if deadline_s is not None:
+            self.set_deadline(deadline_s)
+
+    def set_deadline(self, deadline_s: float) -> None:
+        """Bound every Postgres round trip by ``deadline_s`` from now on (SQLite: nothing to do).
+
+        Connections already pooled are dropped, so each one in use afterwards has the
+        deadline. Set once; a second call keeps the first deadline."""
+        if self.is_sqlite or self.deadline_s is not None:
+            return
+        if deadline_s <= 0:
+            raise ValueError(f"a database deadline must be positive, not {deadline_s}")
+        from storage import deadline
+
+        self.deadline_s = deadline_s
+        for engine in (self.engine, self.autocommit_engine):
+            deadline.install(engine, deadline_s)
+            engine.dispose()
 
     def _postgres_engine(self, pool_size: int, **options: str) -> Engine:
         return create_engine(
@@ -140,8 +173,12 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session inside one transaction: committed on exit, rolled back on error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            _raise_unavailable(exc)
+            raise
 
     @contextmanager
     def autocommit(self) -> Iterator[Session]:
@@ -152,8 +189,12 @@ class Database:
         statement its own snapshot inside a transaction too). Two round trips fewer
         than transaction(). On SQLite it is transaction().
         """
-        with self._autocommit_sessions() as session, session.begin():
-            yield session
+        try:
+            with self._autocommit_sessions() as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            _raise_unavailable(exc)
+            raise
 
     def upgrade(self) -> None:
         """Apply every Alembic migration (``memq db upgrade``)."""

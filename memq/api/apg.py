@@ -5,8 +5,12 @@ event loop: no threadpool hop, no ORM session, no SQLAlchemy compilation.
 
 A connection that fails is closed, and so are the idle ones (after a database
 restart they are all dead): the caller gets the error (503 from the routes) and
-the next call connects afresh. Every call has a deadline (`timeout_s`); a
-connection whose statement timed out or was cancelled is closed, not reused.
+the next call connects afresh. Every round trip gives up after `deadline_s`
+(MEMQ_DB_DEADLINE_S; storage/deadline.py: psycopg's own wait timeout, so a frozen
+server's connection is closed without a cancel request to that server) with
+DatabaseUnavailable, and so does a new connection; every call has a deadline
+(`timeout_s`) too; a connection whose statement timed out or was cancelled is
+closed, not reused.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 
 from memq.quick import pg
+from storage.deadline import DEFAULT_DEADLINE_S, connect_async
 
 log = logging.getLogger("memq.api.apg")
 _IDLE = pq.TransactionStatus.IDLE
@@ -32,19 +37,21 @@ class PoolTimeout(Exception):
 
 
 class AsyncPg:
-    def __init__(self, url: str, max_size: int = 20, timeout_s: float = 30.0, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, max_size: int = 20, timeout_s: float = 30.0, connect_timeout_s: float = 5.0,
+                 deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         from storage.pgurl import split_driver_options
 
         url, self._options = split_driver_options(url)  # e.g. ?prepare_threshold=none behind PgBouncer
         self._url = pg.libpq_url(url)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.deadline_s = deadline_s
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s)),
+        return await connect_async(
+            self.deadline_s, self._url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s)),
             row_factory=tuple_row, **self._options)
 
     @asynccontextmanager

@@ -77,6 +77,18 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def _unanswered(exc: BaseException) -> str | None:
+    """The first line of a round trip that passed its deadline (storage/deadline.py), else None."""
+    from sqlalchemy.exc import DBAPIError
+
+    from storage.deadline import DatabaseUnavailable
+
+    found = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(found, DatabaseUnavailable):
+        return str(found).splitlines()[0]
+    return None
+
+
 def error_response(exc: Exception, method: str, path: str) -> JSONResponse:
     """The JSON answer of an error raised while serving `method path` (the routes' handlers
     below, and memq/api/send_lane.py's)."""
@@ -91,6 +103,13 @@ def error_response(exc: Exception, method: str, path: str) -> JSONResponse:
         return _json(status, message, "malformed_json" if status == 400 else "invalid_request")
     if isinstance(exc, StarletteHTTPException):
         return _json(exc.status_code, str(exc.detail), "http_error", dict(exc.headers or {}))
+    unanswered = _unanswered(exc)
+    if unanswered is not None:
+        log.warning("database did not answer: %s", unanswered)
+        # A POST whose COMMIT was cut off may have happened: say what makes a repeat safe.
+        repeat = (" (a send repeated with the same Idempotency-Key header answers with the one run)"
+                  if method == "POST" else "")
+        return _json(503, f"{unanswered}; retry later{repeat}", "unavailable", {"Retry-After": str(RETRY_AFTER_S)})
     if _is_unreachable(exc):
         log.warning("database unreachable: %s", str(exc).splitlines()[0][:200])
         return _json(503, "the database is unreachable; retry later", "unavailable",
@@ -103,5 +122,10 @@ def install(app: FastAPI) -> None:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc, request.method, request.url.path)
 
-    for kind in (ApiError, NotFound, BadInput, RequestValidationError, StarletteHTTPException, Exception):
+    from storage.deadline import DatabaseUnavailable
+
+    # Only Exception's handler answers from Starlette's outermost middleware, which then re-raises
+    # (a traceback in the log, the connection closed): an expected failure gets a handler of its own.
+    for kind in (ApiError, NotFound, BadInput, RequestValidationError, StarletteHTTPException, DatabaseUnavailable,
+                 Exception):
         app.add_exception_handler(kind, handler)

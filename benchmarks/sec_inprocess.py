@@ -62,7 +62,7 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
 
     rawpg.execute = counted_execute
     rawpg.execute_transaction = counted_transaction
-    marks: list[tuple[str, float]] = []
+    marks: list[tuple[str, float, float]] = []
     undo = _time_phases(rt, marks)
     engine = rt.db.engine  # transactions: BEGIN and COMMIT are round trips
     engines = {engine, rt.db.autocommit_engine}  # autocommit statements (Postgres): no BEGIN, no COMMIT
@@ -102,7 +102,8 @@ def inprocess_chain(b: Bench) -> dict[str, Any]:
                           + 2 * per.get("transactions", 0) + 2 * per.get("pipelined_transactions", 0)
                           + (per.get("checkouts", 0) if pre_ping else 0))
     return {"ms_per_step": wall * 1000 / steps, "cpu_ms_per_step": cpu * 1000 / steps, "steps": steps, "in_step_ms_mean": mean(x["in_step_ms"] for x in rows),
-            "per_step": per, "pool_pre_ping": pre_ping, "phases_ms": _phases(marks, steps)}
+            "per_step": per, "pool_pre_ping": pre_ping, "phases_ms": _phases(marks, steps),
+            "phases_cpu_ms": _phases(marks, steps, cpu=True)}
 
 
 # The step's phases, told apart by the functions run_step calls (module attributes,
@@ -117,8 +118,9 @@ PHASE_HOOKS = [
 ]
 
 
-def _time_phases(rt: Any, marks: list[tuple[str, float]]):
-    """Wrap the step's functions to record (event, time); returns the undo callable."""
+def _time_phases(rt: Any, marks: list[tuple[str, float, float]]):
+    """Wrap the step's functions to record (event, wall time, this thread's CPU time);
+    returns the undo callable."""
     import importlib
 
     saved: list[tuple[Any, str, Any]] = []
@@ -129,11 +131,11 @@ def _time_phases(rt: Any, marks: list[tuple[str, float]]):
             return
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            marks.append((label + ">", time.perf_counter()))
+            marks.append((label + ">", time.perf_counter(), time.thread_time()))
             try:
                 return fn(*args, **kwargs)
             finally:
-                marks.append((label + "<", time.perf_counter()))
+                marks.append((label + "<", time.perf_counter(), time.thread_time()))
 
         saved.append((owner, attr, fn))
         setattr(owner, attr, timed)
@@ -153,13 +155,13 @@ def _time_phases(rt: Any, marks: list[tuple[str, float]]):
     return undo
 
 
-def _phases(marks: list[tuple[str, float]], steps: int) -> dict[str, float]:
-    """Mean ms per step of each phase, from the enter/exit marks of one chain."""
+def _phases(marks: list[tuple[str, float, float]], steps: int, cpu: bool = False) -> dict[str, float]:
+    """Mean ms per step of each phase (wall, or the stepping thread's CPU), from the
+    enter/exit marks of one chain."""
     spans: Counter[str] = Counter()
-    last: dict[str, float] = {}
     prev_label, prev_t = None, None
-    for label, t in marks:
-        last[label] = t
+    for label, wall_t, cpu_t in marks:
+        t = cpu_t if cpu else wall_t
         if prev_label is not None and prev_t is not None:
             # The interval between two marks belongs to the phase it lies in.
             key = {

@@ -70,7 +70,8 @@ def overhead(b: Bench) -> dict[str, Any]:
           "DESIGN I8: single-digit ms, LLM client included")
     b.add(S, "worker CPU per step (above)", worker_cpu_ms, "ms",
           "run_step in-process, CPU per step (no Celery)", inproc["cpu_ms_per_step"],
-          "the difference is Celery's share: receive, ack, events, ring, logging")
+          "the difference is Celery's share: receive, ack, events, ring, logging; in-process CPU by phase: "
+          + ", ".join(f"{k[2:]} {v:.2f}" for k, v in inproc["phases_cpu_ms"].items()) + " ms")
     b.add(S, "in-step time (journal finished_at − started_at), mean", in_step, "ms",
           "LLM latency in the step, mean", llm_ms,
           "in-step = compile + LLM call + tool; lease/load/commit/ring are outside")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from memq.constants import EventType, Role, RunStatus, StepOutcome, ToolStatus
 from storage import repository as repo
-from storage.models import Message, StepRecord, utcnow
+from storage.models import Message, utcnow
 from workers.context import CompiledContext, message_to_llm
 from workers.events import now_iso, pack_event, pack_tool_result
 from workers.history import HistoryCache
@@ -31,7 +31,7 @@ from workers.llm import ContextTooLong, LLMError, LLMReply
 from workers.prompts import HEARTBEAT_AFTER_FAILURE, HEARTBEAT_REQUESTED
 from workers.runtime import Runtime
 from workers.step_guards import cleaned_reply, error_reason, transient_db_error
-from workers.step_writes import context_state, turn_writes
+from workers.step_writes import JournalRow, context_state, turn_writes
 from workers.tools import Block, ToolContext
 from workers.window import ContextTooSmall
 
@@ -52,7 +52,7 @@ class StepResult:
     run_id: str | None = None
     run_status: RunStatus | None = None
     more_work: bool = False
-    record: StepRecord | None = None  # the journal row of a committed step
+    record: JournalRow | None = None  # the journal row of a committed step
     takeover: bool = False  # the lease was taken from a holder that never finished
     released: bool = False  # the commit released the lease (and set more_work) itself
 
@@ -367,7 +367,7 @@ def _commit(
     tool_ctx: ToolContext,
     context: CompiledContext | None,
     started_at: datetime,
-) -> tuple[StepRecord, list, bool]:
+) -> tuple[JournalRow, list, bool]:
     agent_id, run = turn.agent.id, turn.run
     messages = outcome.messages
     if context is not None and context.alert:
@@ -397,4 +397,4 @@ def _commit(
             # Last, under the row lock: more work is this turn's heartbeat or a waiting event.
             inbox_waits = repo.write_turn(s, writes)
     rt.run_events.publish(run.id, outcome.status.value, run.steps + 1)  # after the commit: wakes API waiters
-    return StepRecord(**writes.journal), passages, active_run_id is not None or inbox_waits
+    return JournalRow(**writes.journal), passages, active_run_id is not None or inbox_waits

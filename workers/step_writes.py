@@ -4,6 +4,7 @@ Pure: workers/step.py decides how they are committed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,33 @@ from workers import provider_batch
 from workers.context import CompiledContext
 from workers.llm import LLMReply
 from workers.tools import ToolContext
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """A committed step's journal row (the steps table's columns but its id), for the
+    step's caller (metrics, the log line): a plain record, not an ORM object."""
+
+    agent_id: str
+    run_id: str
+    step_no: int
+    lease_token: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime
+    prompt_messages: int
+    prompt_chars: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    context_tokens: int
+    evicted_messages: int
+    llm_latency_ms: float
+    llm_attempts: int
+    tool_name: str | None
+    outcome: str
+    error: str | None
+    llm_mode: str
 
 
 def context_state(context: CompiledContext | None) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ class AsyncRedisRing:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         from urllib.parse import urlsplit
 
-        from memq.quick.doorbell import is_plain
+        from memq.resp import is_plain
 
         parts = urlsplit(url)
         self._pipe: Pipe | None = Pipe(parts, timeout_s) if is_plain(parts) else None

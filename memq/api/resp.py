@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import SplitResult
 
-from memq.quick.doorbell import command, handshake
+from memq.resp import command, handshake
 
 
 class RedisReplyError(ConnectionError):

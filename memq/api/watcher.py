@@ -180,7 +180,7 @@ class RunWatcher:
         """Poke the loop when a step commits for a watched run; resubscribe after Redis drops."""
         from urllib.parse import urlsplit
 
-        from memq.quick.doorbell import is_plain
+        from memq.resp import is_plain
 
         plain = is_plain(urlsplit(self.redis_url or ""))
         while True:

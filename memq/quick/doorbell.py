@@ -14,20 +14,18 @@ import os
 import socket
 import uuid
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from memq.constants import STEP_TASK
+from memq.resp import PlainResp, command, handshake, is_plain
+
+__all__ = ["BrokerBell", "RedisStepBell", "command", "handshake", "is_plain", "is_redis", "step_message"]
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def is_redis(url: str | None) -> bool:
     return bool(url) and url.startswith(("redis://", "rediss://"))  # type: ignore[union-attr]
-
-
-def is_plain(parts: SplitResult) -> bool:
-    """A ``redis://host:port/db`` URL (user and password allowed) memq speaks RESP to itself."""
-    return parts.scheme == "redis" and not parts.query and bool(parts.hostname)
 
 
 def step_message(agent_id: str, queue: str) -> str:
@@ -64,47 +62,27 @@ class RedisStepBell:
     def __init__(self, broker_url: str, timeout_s: float = 5.0) -> None:
         self.url = broker_url
         self.timeout_s = timeout_s
-        self._parts = urlsplit(broker_url)
-        self._plain = is_plain(self._parts)
-        self._sock: socket.socket | None = None
-        self._reader: Any = None
+        parts = urlsplit(broker_url)
+        self._resp: PlainResp | None = PlainResp(parts, timeout_s) if is_plain(parts) else None
         self._redis: Any = None
 
     def ring(self, agent_id: str, queue: str) -> None:
         message = step_message(agent_id, queue)
-        if not self._plain:
-            if self._redis is None:
-                import redis
-
-                self._redis = redis.Redis.from_url(self.url, socket_connect_timeout=self.timeout_s,
-                                                   socket_timeout=self.timeout_s)
-            self._redis.lpush(queue, message)
+        if self._resp is not None:
+            self._resp.call([command("LPUSH", queue, message)])
             return
-        try:
-            self._send([command("LPUSH", queue, message)])
-        except OSError:  # a dropped connection: once more on a new one
-            self.close()
-            self._send([command("LPUSH", queue, message)])
+        if self._redis is None:
+            import redis
 
-    def _send(self, commands: list[bytes]) -> None:
-        if self._sock is None:
-            self._sock = socket.create_connection((self._parts.hostname, self._parts.port or 6379),
-                                                  timeout=self.timeout_s)
-            self._reader = self._sock.makefile("rb")
-            commands = handshake(self._parts) + commands
-        self._sock.sendall(b"".join(commands))
-        for _ in commands:
-            line = self._reader.readline()
-            if not line:
-                raise ConnectionResetError("redis closed the connection")
-            if line.startswith(b"-"):
-                raise ConnectionError(f"redis answered {line.decode(errors='replace').strip()}")
+            self._redis = redis.Redis.from_url(self.url, socket_connect_timeout=self.timeout_s,
+                                               socket_timeout=self.timeout_s)
+        self._redis.lpush(queue, message)
 
     def close(self) -> None:
-        for part in (self._reader, self._sock, self._redis):
+        for part in (self._resp, self._redis):
             if part is not None:
                 part.close()
-        self._reader = self._sock = self._redis = None
+        self._redis = None
 
 
 class BrokerBell:
@@ -131,21 +109,3 @@ class BrokerBell:
         if close is not None:
             close()
         self._bell = None
-
-
-def command(*args: str) -> bytes:
-    """One Redis command in RESP."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def handshake(parts: SplitResult) -> list[bytes]:
-    """AUTH (when the URL has a password) and SELECT of the URL's database."""
-    commands = []
-    if parts.password is not None:
-        user = unquote(parts.username) if parts.username else None
-        commands.append(command("AUTH", *([user] if user else []), unquote(parts.password)))
-    return commands + [command("SELECT", (parts.path or "/").strip("/") or "0")]

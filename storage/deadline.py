@@ -19,11 +19,13 @@ frozen server there.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from sqlalchemy import Engine, event
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by install() alone: the CLI's quick path connects without it
+    from sqlalchemy import Engine
 
 DEFAULT_DEADLINE_S = 5.0  # MEMQ_DB_DEADLINE_S
 MIN_CONNECT_TIMEOUT_S = 2  # libpq (and psycopg) treat a connect_timeout below 2 s as 2 s
@@ -106,6 +108,7 @@ def _bounded_connect_timeout(given: Any, deadline_s: float) -> int:
 
 def install(engine: Engine, deadline_s: float) -> None:
     """Every new connection of ``engine`` (psycopg) is a DeadlineConnection."""
+    from sqlalchemy import event
 
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> DeadlineConnection:
         return connect(deadline_s, *cargs, **cparams)

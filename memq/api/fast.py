@@ -3,8 +3,8 @@
 A blocking `messages.create` is, in the common case, one statement that commits
 the run (memq/api/send_path.py), one LPUSH that rings the worker, a wait on the
 run watcher, and one statement that reads the finished run with its messages:
-all awaited on the event loop (psycopg's async connections, redis-py's asyncio
-client), so a message costs the API process no threadpool hop, no ORM session
+all awaited on the event loop (asyncpg connections, memq's own RESP connection),
+so a message costs the API process no threadpool hop, no ORM session
 and no SQLAlchemy compilation. What the common case does not cover (SQLite, an
 idempotency key, a callback, text the storage door would clean or that must be
 checked against the agent's window) takes the repository path in memq/api/ops.py.

@@ -102,7 +102,10 @@ class Message(Base):
     """Every message the agent ever saw or produced, as given to the LLM."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_agent_id_id", "agent_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_agent_id_id", "agent_id", "id"),
+        Index("ix_messages_run_id_id", "run_id", "id"),  # a run's messages (GET /v1/runs/{id}/messages)
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))

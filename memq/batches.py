@@ -258,15 +258,15 @@ class BatchOps:
             ]
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
-        from storage.repository import batches as brepo
-
-        from storage.repository import parked as parked_repo
+        from storage.repository import batches as brepo, pages, parked as parked_repo
 
         with self.rt.db.transaction() as s:
             run_ids = brepo.cancel_batch_runs(s, batch_id)
             # Parked steps of those runs are cancelled; provider batches holding nothing else are
             # cancelled at the provider by the beat's collector.
             _, provider_batches = parked_repo.cancel_for_batch(s, batch_id, run_ids)
+            states = pages.run_states(s, run_ids)
+        self.rt.run_events.publish_many(states)  # as a step's commit does: their waiters end at once
         return {"batch_id": batch_id, "cancelled_runs": len(run_ids), "cancelled_provider_batches": len(provider_batches)}
 
 

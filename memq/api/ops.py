@@ -204,9 +204,8 @@ class ApiOps:
         with self.db.transaction() as s:
             repo.get_agent(s, agent_id, tenant_id=tenant, for_update=True)
             cancelled = pages.cancel_queued_runs(s, agent_id, run_ids)
-            states = list(s.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(cancelled)))) \
-                if cancelled else []
-        self.client.rt.run_events.publish_many((r[0], r[1], r[2]) for r in states)
+            states = pages.run_states(s, cancelled)
+        self.client.rt.run_events.publish_many(states)
         return cancelled
 
     # -- core memory ----------------------------------------------------------------

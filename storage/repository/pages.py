@@ -4,6 +4,7 @@ cancelling an agent's queued runs. Every query is limited to one tenant's rows."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
@@ -50,6 +51,22 @@ def run_messages(session: Session, run_id: str, *, after: int | None = None, lim
     if after is not None:
         stmt = stmt.where(Message.id > after)
     return list(session.scalars(stmt.order_by(Message.id).limit(limit)))
+
+
+class RunState(NamedTuple):
+    """What a run event announces (workers/run_events.py): "<run id> <status> <steps>"."""
+
+    run_id: str
+    status: str
+    steps: int
+
+
+def run_states(session: Session, run_ids: Sequence[str]) -> list[RunState]:
+    """(id, status, steps) of these runs, as this session sees them (in no set order)."""
+    if not run_ids:
+        return []
+    rows = session.execute(select(Run.id, Run.status, Run.steps).where(Run.id.in_(list(run_ids))))
+    return [RunState(r[0], r[1], r[2]) for r in rows]
 
 
 def run_page(

@@ -87,7 +87,7 @@ class MemoryStore:
         # embedded and searched before the transaction: no connection held across the HTTP call
         hits = self.vectors.index().search(ARCHIVAL, agent_id, self.embedder.embed_one(query),
                                            MAX_RESULTS) if self.semantic else []
-        with self.db.transaction() as s:
+        with self.db.autocommit() as s:  # two reads, no common snapshot needed: no BEGIN, no COMMIT
             found: list[tuple[float | None, Any]] = []  # Passage rows or plain rows
             notes: list[str] = []
             if self.semantic:

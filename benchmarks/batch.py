@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-from benchmarks.env import loadavg, machine, tree_cpu_s
+from benchmarks.env import box_cpu_s, loadavg, machine, tree_cpu_s
 from benchmarks.harness import Bench
 
 
@@ -41,7 +42,7 @@ def run(agents: int, per_agent: int, latency_ms: int, dedicated: bool = False, p
         for probe in probes:
             probe.start(bench)
         load0 = loadavg()
-        cpu0 = tree_cpu_s(bench.worker.pid)
+        cpu0, box0 = tree_cpu_s(bench.worker.pid), box_cpu_s()
         t0 = time.perf_counter()
         submitted = bench.client.submit_batch(lines)
         submit_s = time.perf_counter() - t0
@@ -56,7 +57,7 @@ def run(agents: int, per_agent: int, latency_ms: int, dedicated: bool = False, p
                 break
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
-        cpu = tree_cpu_s(bench.worker.pid) - cpu0
+        cpu, box = tree_cpu_s(bench.worker.pid) - cpu0, box_cpu_s() - box0
         probed = {k: v for probe in probes for k, v in probe.stop(bench, len(lines) + 1).items()}
         # The workers' own span: first step started to last step finished (the submit excluded).
         span = bench.db.query("SELECT EXTRACT(EPOCH FROM max(s.finished_at) - min(s.started_at)) FROM steps s "
@@ -77,6 +78,10 @@ def run(agents: int, per_agent: int, latency_ms: int, dedicated: bool = False, p
             "stepping_s": float(span), "stepping_steps_per_s": len(lines) / float(span),
             "worker_cpu_ms_per_step": cpu * 1000 / len(lines),
             "cpu_bound_s": cpu,
+            # Everything the machine ran meanwhile (Postgres, Redis, the scripted LLM, this client):
+            # against the cores × elapsed it had, the share left for more worker processes.
+            "box_cpu_ms_per_step": box * 1000 / len(lines),
+            "box_busy_share": box / (elapsed * (os.cpu_count() or 1)),
             "interactive_send_s": inter,
             **probed,
         }
@@ -91,7 +96,10 @@ def report(r: dict) -> None:
     print(f"  submit (validate + enqueue): {r['submit_s']:.2f} s")
     print(f"  elapsed {r['elapsed_s']:.1f} s   vs ideal {r['ideal_s']:.1f} s "
           f"({r['elapsed_s'] / r['ideal_s']:.1f}x)   vs worker CPU used {r['cpu_bound_s']:.1f} s")
-    print(f"  {r['steps_per_s']:.1f} steps/s; worker CPU {r['worker_cpu_ms_per_step']:.1f} ms/step")
+    print(f"  {r['steps_per_s']:.1f} steps/s; worker CPU {r['worker_cpu_ms_per_step']:.1f} ms/step; the whole "
+          f"machine {r['box_cpu_ms_per_step']:.1f} ms/step, busy {r['box_busy_share'] * 100:.0f} % of its "
+          f"{os.cpu_count()} cores (so at most {1000 * (os.cpu_count() or 1) / r['box_cpu_ms_per_step']:.0f} "
+          "steps/s here at this cost)")
     print(f"  the workers' own span (first step started to last finished): {r['stepping_s']:.1f} s, "
           f"{r['stepping_steps_per_s']:.1f} steps/s")
     print(f"  an interactive send during the batch: {r['interactive_send_s'] * 1000:.0f} ms")

@@ -76,6 +76,13 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def box_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every core; /proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 

@@ -54,6 +54,15 @@ def redis_url() -> Iterator[str]:
     redis.Redis.from_url(url).flushdb()
 
 
+@pytest.fixture
+def spare_redis_url() -> Iterator[str]:
+    """Another Redis database index, for one test that talks RESP to it (no worker consumes it)."""
+    url = f"{REDIS_SERVER}/{claim_redis_db()}"
+    hold_claim(url)
+    yield url
+    redis.Redis.from_url(url).flushdb()
+
+
 @pytest.fixture(scope="session")
 def llm() -> Iterator[ScriptedLLM]:
     server = ScriptedLLM().start()

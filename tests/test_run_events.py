@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import fields
 from urllib.parse import urlsplit
 
@@ -16,16 +15,12 @@ import redis
 
 from memq.constants import RUN_EVENTS_CHANNEL
 from memq.resp import PlainResp, command
-from stack import REDIS_SERVER, claim_redis_db, hold_claim
 from workers.run_events import RunEvents
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    url = f"{REDIS_SERVER}/{claim_redis_db()}"
-    hold_claim(url)
-    yield url
-    redis.Redis.from_url(url).flushdb()
+def url(spare_redis_url: str) -> str:
+    return spare_redis_url
 
 
 def _listen(url: str):

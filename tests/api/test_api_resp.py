@@ -4,22 +4,17 @@ commands answered in order, a dropped connection, a refused handshake, pub/sub."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from memq.api.resp import Pipe, RedisReplyError, subscribe
-from stack import REDIS_SERVER, claim_redis_db, hold_claim
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    url = f"{REDIS_SERVER}/{claim_redis_db()}"
-    hold_claim(url)
-    yield url
-    redis.Redis.from_url(url).flushdb()
+def url(spare_redis_url: str) -> str:
+    return spare_redis_url
 
 
 def test_concurrent_calls_share_one_connection_and_each_gets_its_reply(url: str):

@@ -8,9 +8,13 @@ SIGSTOPped server looks like from the client."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,6 +24,7 @@ import pytest
 from tests.chaos.proxy import Proxy
 
 DEADLINE_S = 2.0
+MEMQ = str(Path(sys.executable).parent / "memq")
 SLACK_S = 1.0  # what the deadline may be overshot by: the error's own work, a loaded box
 
 
@@ -51,7 +56,7 @@ def proxied_client(settings, pg_url: str, proxy: Proxy):
     c.close()
 
 
-def _timed_send(client, agent_id: str, key: str) -> tuple[float, BaseException | None]:
+def _timed_send(client, agent_id: str, key: str | None) -> tuple[float, BaseException | None]:
     t = time.monotonic()
     try:
         client.send(agent_id, "are you there?", idempotency_key=key)
@@ -131,7 +136,8 @@ def test_a_client_that_runs_steps_in_process_puts_no_deadline_on_them(settings, 
 def proxied_server(memq_env: dict[str, str], worker, pg_url: str, proxy: Proxy, tmp_path):
     from api.api_server import ServeProcess, new_key
 
-    env = {**memq_env, "MEMQ_DATABASE_URL": _through(pg_url, proxy), "MEMQ_API_KEY_CACHE_S": "600"}
+    env = {**memq_env, "MEMQ_DATABASE_URL": _through(pg_url, proxy), "MEMQ_API_KEY_CACHE_S": "600",
+           "MEMQ_DB_DEADLINE_S": str(DEADLINE_S)}
     proc = ServeProcess(env, tmp_path / "serve.log").wait_up()
     key = new_key({**memq_env, "MEMQ_DATABASE_URL": pg_url}, "deadline")["key"]
     yield proc, key
@@ -139,9 +145,9 @@ def proxied_server(memq_env: dict[str, str], worker, pg_url: str, proxy: Proxy, 
 
 
 def test_a_blocking_send_through_memq_serve_answers_503_within_the_deadline(proxied_server, proxy: Proxy,
-                                                                            settings, pg_url: str):
+                                                                            pg_url: str):
     server, key = proxied_server
-    deadline_s = settings.db_deadline_s  # the server runs with the default deadline
+    deadline_s = DEADLINE_S  # MEMQ_DB_DEADLINE_S of the server: both its pools keep it
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         # given a serving process that has answered a blocking send (its pools hold connections)
         aid = http.post("/v1/agents/", json={"name": f"deadline-{uuid.uuid4().hex[:8]}"}).json()["id"]
@@ -160,6 +166,12 @@ def test_a_blocking_send_through_memq_serve_answers_503_within_the_deadline(prox
             assert took_s < deadline_s + SLACK_S, (headers, took_s)
             assert r.json()["error"] == "unavailable"
             assert "did not answer" in r.json()["detail"] and "Idempotency-Key" in r.json()["detail"], r.text
+        # and so does a routed request (the router and its handlers, beside the send lane)
+        t = time.monotonic()
+        r = http.get("/v1/agents/")
+        assert r.status_code == 503 and r.headers.get("retry-after"), r.text
+        assert r.json()["error"] == "unavailable" and "did not answer" in r.json()["detail"], r.text
+        assert time.monotonic() - t < deadline_s + SLACK_S
         # and once it heals, the keyed send repeated gives one run
         proxy.heal()
         give_up = time.monotonic() + 30
@@ -169,3 +181,70 @@ def test_a_blocking_send_through_memq_serve_answers_503_within_the_deadline(prox
             time.sleep(0.2)
     assert _runs_with_key(pg_url, "http:during") == 1
     assert "unexpected error" not in server.log()
+
+
+# ------------------------------------------------------------------------ the CLI's quick path
+@pytest.fixture
+def agent_id(settings) -> str:
+    from memq.client import Client
+
+    with Client.connect(settings) as c:
+        return c.create_agent(f"deadline-{uuid.uuid4().hex[:8]}", persona="p", human="h").id
+
+
+def test_the_quick_path_gives_up_on_a_silent_postgres_within_the_deadline(settings, pg_url: str, proxy: Proxy,
+                                                                         agent_id: str):
+    from memq.quick.client import QuickClient
+    from storage.deadline import DatabaseUnavailable
+
+    quick = QuickClient(settings.model_copy(update={"database_url": _through(pg_url, proxy),
+                                                    "db_deadline_s": DEADLINE_S}))
+    try:
+        # given the CLI's quick client, whose connection has read the agent through the proxy
+        assert quick.get_agent(agent_id).id == agent_id
+        # when Postgres goes silent
+        proxy.cut()
+        # then a send fails within the deadline (not handed to the full client, which would wait
+        # again), saying what a repeat risks
+        took_s, exc = _timed_send(quick, agent_id, key=None)
+        assert isinstance(exc, DatabaseUnavailable), repr(exc)
+        assert took_s < DEADLINE_S + SLACK_S, took_s
+        assert f"did not answer within {DEADLINE_S:g} s" in str(exc) and "idempotency key" in str(exc), str(exc)
+        # and a read, which needs a new connection, fails alike
+        t = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="a new connection"):
+            quick.get_agent(agent_id)
+        assert time.monotonic() - t < DEADLINE_S + SLACK_S
+        # and once it heals, the quick client reads again (it connects afresh)
+        proxy.heal()
+        assert quick.get_agent(agent_id).id == agent_id
+    finally:
+        quick.close()
+
+
+def _memq(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    t = time.monotonic()
+    proc = subprocess.run([MEMQ, *args, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    return proc, time.monotonic() - t
+
+
+def test_the_cli_against_a_silent_postgres_says_unavailable_within_the_deadline(memq_env: dict[str, str],
+                                                                                pg_url: str, proxy: Proxy,
+                                                                                agent_id: str):
+    # given the CLI in server mode reaching Postgres through the proxy (a read takes took_ok_s)
+    env = {**memq_env, "MEMQ_DATABASE_URL": _through(pg_url, proxy), "MEMQ_DB_DEADLINE_S": str(DEADLINE_S)}
+    ok, took_ok_s = _memq(env, "messages", agent_id)
+    assert ok.returncode == 0, ok.stderr
+    # when Postgres goes silent
+    proxy.cut()
+    for args in (("send", agent_id, "are you there?"), ("send", agent_id, "are you there?", "--wait"),
+                 ("messages", agent_id)):
+        proc, took_s = _memq(env, *args)
+        # then each command fails within the deadline (beyond the CLI's own start), exit code 1,
+        # its error of type `unavailable` saying Postgres did not answer
+        assert proc.returncode == 1, (args, proc.returncode, proc.stderr)
+        error = json.loads(proc.stdout)["error"]
+        assert error["type"] == "unavailable", (args, error)
+        assert f"Postgres did not answer a new connection within {DEADLINE_S:g} s" in error["message"], error
+        assert error["message"] in proc.stderr
+        assert took_s < took_ok_s + DEADLINE_S + 2 * SLACK_S, (args, took_s, took_ok_s)

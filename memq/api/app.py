@@ -83,7 +83,8 @@ def _fast_path(settings: Settings, ops: ApiOps) -> Any:
     from memq.quick.doorbell import is_redis
 
     ring = AsyncRedisRing(settings.broker_url or "") if is_redis(settings.broker_url) else None
-    return FastPath(ops, AsyncPg(settings.resolved_database_url, max_size=ASYNC_POOL_SIZE), ring)
+    pool = AsyncPg(settings.resolved_database_url, max_size=ASYNC_POOL_SIZE, deadline_s=settings.db_deadline_s)
+    return FastPath(ops, pool, ring)
 
 
 def _deliverer(settings: Settings, ops: ApiOps) -> Any:

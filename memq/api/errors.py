@@ -65,16 +65,22 @@ def validation_message(exc: RequestValidationError) -> tuple[int, str]:
 def _is_unreachable(exc: BaseException) -> bool:
     import asyncio
 
-    import psycopg
-    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+    from sqlalchemy.exc import DBAPIError
 
     from memq.api.apg import PoolTimeout as AsyncPoolTimeout
 
     # psycopg's own errors and timeouts come from the event-loop path (memq/api/apg.py).
-    if isinstance(exc, (OperationalError, PoolTimeout, psycopg.OperationalError, AsyncPoolTimeout,
-                        asyncio.TimeoutError)):
+    if isinstance(exc, (*_unreachable_kinds(), AsyncPoolTimeout, asyncio.TimeoutError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _unreachable_kinds() -> tuple[type[Exception], ...]:
+    """A database that is down, unreachable or whose connection broke (SQLAlchemy's and psycopg's)."""
+    import psycopg
+    from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
+
+    return (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _unanswered(exc: BaseException) -> str | None:
@@ -125,7 +131,8 @@ def install(app: FastAPI) -> None:
     from storage.deadline import DatabaseUnavailable
 
     # Only Exception's handler answers from Starlette's outermost middleware, which then re-raises
-    # (a traceback in the log, the connection closed): an expected failure gets a handler of its own.
+    # (a traceback in the log, the connection closed): an expected failure gets a handler of its own,
+    # and so does a database that is down (503 with Retry-After).
     for kind in (ApiError, NotFound, BadInput, RequestValidationError, StarletteHTTPException, DatabaseUnavailable,
-                 Exception):
+                 *_unreachable_kinds(), Exception):
         app.add_exception_handler(kind, handler)

@@ -130,8 +130,16 @@ def describe(exc: BaseException) -> Failure:
     if repo_errors is not None and isinstance(exc, repo_errors.BadInput):
         return Failure(ErrorType.BAD_INPUT, str(exc.args[0] if exc.args else _first_line(exc)))
     sa_exc = sys.modules.get("sqlalchemy.exc")
+    driver_exc = exc.orig if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) else exc
+    deadline = sys.modules.get("storage.deadline")
+    if deadline is not None and isinstance(driver_exc, deadline.DatabaseUnavailable):
+        # A server that does not answer in time is unreachable, not a slow run (it is a TimeoutError too).
+        return Failure(ErrorType.UNAVAILABLE, _first_line(driver_exc))
     if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
         return database_failure(_first_line(exc.orig) if exc.orig is not None else _first_line(exc))
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):  # the CLI's quick path
+        return database_failure(_first_line(exc))
     if type(exc).__module__.split(".")[0] in _BROKER_MODULES:
         return _broker_failure(exc)
     if isinstance(exc, TimeoutError):

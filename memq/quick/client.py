@@ -29,8 +29,6 @@ FULL_ID_LEN = 36
 # window (memq/limits.py); this much fits any window a step can run in.
 QUICK_MAX_CHARS = 1_000
 
-
-
 # Whether the agent's step waits for the provider's batch API (ParkState parked / submitted).
 WAITING_PROVIDER = ("EXISTS (SELECT 1 FROM parked_steps p WHERE p.agent_id = agents.id "
                     "AND p.state IN ('parked', 'submitted')) AS waiting_provider")
@@ -90,8 +88,8 @@ class QuickClient:
         self._bell = self._conn = self._full = None
 
     def _db(self) -> Any:
-        if self._conn is None:
-            self._conn = pg.connect(self.settings.resolved_database_url)
+        if self._conn is None or self._conn.closed:  # a round trip past its deadline closed it
+            self._conn = pg.connect(self.settings.resolved_database_url, self.settings.db_deadline_s)
         return self._conn
 
     def _quick(self, name: str, fn: Any, *args: Any) -> Any:
@@ -101,6 +99,8 @@ class QuickClient:
         try:
             return fn(*args)
         except (Fallback, psycopg.Error) as exc:
+            if isinstance(exc, TimeoutError):  # DatabaseUnavailable: the full client would wait as long again
+                raise
             log.debug("quick path: %s falls back (%s)", name, exc)
             return getattr(self.full, name)(*args)
 
@@ -258,8 +258,10 @@ class QuickClient:
         from psycopg.types.json import Json
 
         from memq.isotime import iso_utc
+        from memq.service_errors import send_not_answered
         from memq.text import clean_text
         from memq.views import RunView
+        from storage.deadline import DatabaseUnavailable
 
         if idempotency_key is not None or not text.strip() or len(text) > self.settings.max_message_chars:
             raise Fallback("idempotency key, empty or long text")  # the full path says what is wrong
@@ -270,7 +272,7 @@ class QuickClient:
         now = datetime.now(timezone.utc)
         event = {"type": EventType.USER_MESSAGE.value, "message": text, "time": iso_utc(now)}
         run_id = str(uuid.uuid4())
-        conn = self._db()
+        conn = self._db()  # DatabaseUnavailable here: nothing was sent
         try:
             with conn.transaction():
                 # The agent's row lock orders concurrent sends (as repository.enqueue_message).
@@ -281,6 +283,8 @@ class QuickClient:
                     (run_id, agent_id, RunStatus.QUEUED.value, Json([]), now))
                 conn.execute("INSERT INTO inbox (agent_id, run_id, event, created_at) VALUES (%s, %s, %s, %s)",
                              (agent_id, run_id, Json(event), now))
+        except DatabaseUnavailable as exc:  # its COMMIT may have been cut off: say what is safe
+            raise DatabaseUnavailable(send_not_answered(exc, idempotency_key)) from exc
         except psycopg.Error as exc:
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.UNKNOWN:
                 raise  # the commit's outcome is unknown: sending again could queue it twice

@@ -35,12 +35,12 @@ def row_factory(cursor: Any) -> Any:
     return make
 
 
-def connect(url: str, timeout_s: float = 10.0) -> Any:
-    """An autocommit connection; ``with conn.transaction():`` groups statements."""
-    import psycopg
-
+def connect(url: str, deadline_s: float) -> Any:
+    """An autocommit connection; ``with conn.transaction():`` groups statements. Connecting and
+    every round trip give up after ``deadline_s`` (MEMQ_DB_DEADLINE_S) with DatabaseUnavailable,
+    as the full client's do (storage/deadline.py)."""
+    from storage.deadline import connect as connect_with_deadline
     from storage.pgurl import split_driver_options
 
     url, options = split_driver_options(url)  # e.g. ?prepare_threshold=none behind PgBouncer
-    return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=int(timeout_s),
-                           row_factory=row_factory, **options)
+    return connect_with_deadline(deadline_s, libpq_url(url), autocommit=True, row_factory=row_factory, **options)

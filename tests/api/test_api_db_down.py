@@ -4,10 +4,12 @@ relay the test controls, so the shared Postgres keeps running."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from urllib.parse import urlsplit
 
 import httpx
@@ -122,3 +124,37 @@ def test_with_the_database_gone_sends_get_503_and_work_again_once_it_is_back(rel
         runs = listed.json()
         assert len(runs) == runs_before + 1, [x["status"] for x in runs]
     assert "unexpected error" not in server.log()  # no 500 on the way
+
+
+def _get_twice_on_one_connection(server: ServeProcess, key: str, path: str) -> list[tuple[int, dict, str]]:
+    """Two GETs on one keep-alive connection: (status, headers, body) of each; the second raises
+    if the server closed the connection after the first."""
+    conn = HTTPConnection("127.0.0.1", server.port, timeout=30)
+    answers = []
+    try:
+        conn.connect()
+        sock = conn.sock
+        for _ in range(2):
+            conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+            r = conn.getresponse()
+            answers.append((r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()))
+            assert conn.sock is sock, "the server closed the connection"
+    finally:
+        conn.close()
+    return answers
+
+
+def test_with_the_database_gone_a_routed_request_answers_503_json_and_keeps_the_connection(relayed_server, key: str):
+    server, relay = relayed_server
+    # given a serving process that has listed agents (the repository's pool holds connections)
+    assert httpx.get(f"{server.url}/v1/agents/", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    # when the database goes away (its connections cut, new ones refused)
+    relay.down()
+    # then a routed request (the router and its handlers, not the send lane) answers 503 with
+    # Retry-After and a JSON error, twice on one connection: the server does not drop it
+    for status, headers, body in _get_twice_on_one_connection(server, key, "/v1/agents/"):
+        assert status == 503 and headers.get("retry-after"), (status, body)
+        assert json.loads(body)["error"] == "unavailable", body
+    # and logs no traceback (an expected failure, not a fault of memq)
+    assert "Traceback" not in server.log() and "Exception in ASGI application" not in server.log()
+    relay.up()

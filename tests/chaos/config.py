@@ -48,6 +48,7 @@ class Config:
     processes: int = 1
     soak_minutes: float | None = None
     soak_rate: float = 20.0  # messages per second over all agents in a soak
+    llm_timeout_s: float | None = None  # the workers' MEMQ_LLM_TIMEOUT_S (default: 1 s; slow tail: slow_s + 15)
     sample_every_s: float = 60.0
 
     @property
@@ -161,6 +162,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="send at --soak-rate msg/s for N minutes; sample worker RSS and table sizes")
     f.add_argument("--soak-rate", type=float, default=20.0)
     f.add_argument("--sample-every", dest="sample_every_s", type=float, default=60.0)
+    f.add_argument("--llm-timeout-s", type=float, default=None,
+                   help="the workers' LLM timeout (default 1 s, so --llm-faults' 2-s sleeps time out; a long "
+                        "scale run on a box shared with other work wants more, or its 30-ms LLM's answers "
+                        "late by a second count as failed runs)")
     a = ap.parse_args(argv)
     if a.soak_minutes:  # messages per agent from the rate
         a.messages = max(1, round(a.soak_rate * a.soak_minutes * 60 / a.agents))

@@ -105,6 +105,8 @@ class ChaosRun:
     @property
     def llm_timeout_s(self) -> float:
         """1 s, so injected timeouts are cheap; above the slow tail's calls with --slow-tail."""
+        if self.cfg.llm_timeout_s is not None:
+            return self.cfg.llm_timeout_s
         return self.cfg.slow_s + 15.0 if self.cfg.slow_tail else 1.0
 
     def worker_env(self, broker_url: str | None = None) -> dict[str, str]:

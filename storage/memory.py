@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,10 @@ def _to_s(dt: datetime) -> float:
 
 # What a search shows of a passage, read as plain rows (no ORM objects to build).
 _PASSAGE_SHOWN = (Passage.id, Passage.created_at, Passage.source, Passage.text)
+# Built once: a search's 50 ids bind as one expanding parameter, not as 50 new bind objects
+# (and a new cache key) per call.
+_PASSAGES_BY_ID = select(*_PASSAGE_SHOWN).where(Passage.agent_id == bindparam("agent_id"),
+                                                Passage.id.in_(bindparam("ids", expanding=True)))
 
 
 class MemoryStore:
@@ -91,8 +95,9 @@ class MemoryStore:
             found: list[tuple[float | None, Any]] = []  # Passage rows or plain rows
             notes: list[str] = []
             if self.semantic:
-                rows = {p.id: p for p in s.execute(select(*_PASSAGE_SHOWN).where(  # plain rows: no ORM objects
-                    Passage.agent_id == agent_id, Passage.id.in_([h.row_id for h in hits])))}
+                # plain rows, no ORM objects; one statement object whose id list binds per call
+                rows = {p.id: p for p in s.execute(_PASSAGES_BY_ID, {"agent_id": agent_id,
+                                                                     "ids": [h.row_id for h in hits]})}
                 # a similarity of 0 or less says nothing in common
                 found = [(h.score, rows[h.row_id]) for h in hits if h.row_id in rows and h.score > 0]
                 pending = select(*_PASSAGE_SHOWN).where(Passage.agent_id == agent_id, Passage.indexed.is_(False))

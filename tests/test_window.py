@@ -331,3 +331,31 @@ def test_a_pinned_event_that_cannot_fit_is_named_in_the_summary_and_an_alert(bui
     assert all(m.get("content") != pinned for m in ctx.messages)
     assert PINNED_EVENT_DROPPED in ctx.summary and ctx.alert and "recall memory" in ctx.alert
     assert ctx.tokens <= builder.budget(MODEL).limit
+
+
+def test_the_prompt_cache_holds_only_what_prompts_show(builder_for):
+    # given an agent whose history is evicted as it grows (a small window), built step after step
+    builder = builder_for(4_096)
+    agent = _agent()
+    history = _history([(300, [40], False) for _ in range(40)])
+    for m in history:
+        from workers.context import message_to_llm
+
+        m.tokens = builder.counter.message(MODEL, message_to_llm(m))
+    start = 0
+    for end in range(4, len(history) + 1, 4):
+        view = [m for m in history[:end] if m.id >= start]
+        ctx = builder.build(agent, {}, view, pack_event_user("hi", "t"))
+        start = ctx.context_start_id
+        agent.context_start_id, agent.summary = start, ctx.summary
+        agent.summary_tokens = builder.counter.text(MODEL, ctx.summary or "")
+        # then the encoded messages kept are exactly those the last prompt showed: evicted ones are let go
+        cached = builder._shown[agent.id]
+        assert set(cached) == {m.id for m in view if m.id >= start}
+    assert start > history[0].id  # eviction did happen
+    # and only the most recent history_cache_agents agents keep theirs
+    for k in range(builder.settings.history_cache_agents + 3):
+        other = _agent()
+        other.id = f"other-{k}"
+        builder.build(other, {}, history[-4:], pack_event_user("hi", "t"))
+    assert len(builder._shown) == builder.settings.history_cache_agents and agent.id not in builder._shown

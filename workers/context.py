@@ -111,26 +111,35 @@ class ContextBuilder:
         self.counter = counter
         self.summarizer = summarizer
         self.tools = tools
-        # Stored messages as the model is shown them, by message id (they never change): their
-        # JSON is encoded once for every later prompt (workers/openai_format.FrozenMessage).
-        self._shown: OrderedDict[int, FrozenMessage] = OrderedDict()
-        self._shown_max = max(1024, 128 * settings.history_cache_agents)
+        # Stored messages as the model is shown them, per agent, by message id (they never change):
+        # their JSON is encoded once for every later prompt (workers/openai_format.FrozenMessage).
+        # Each build keeps only what its prompt shows, so an evicted message is let go at once and
+        # the cache holds the in-view messages of the last `history_cache_agents` agents, no more.
+        self._shown: OrderedDict[str, dict[int, FrozenMessage]] = OrderedDict()
+        self._shown_agents = settings.history_cache_agents
         self._lock = threading.Lock()
 
-    def _shown_message(self, m: Message) -> dict[str, Any]:
-        if m.id is None:  # a pinned event shown again from its run's row
-            return message_to_llm(m)
+    def _shown_messages(self, agent_id: str, in_view: Sequence[Message]) -> list[dict[str, Any]]:
         with self._lock:
-            shown = self._shown.get(m.id)
-            if shown is not None:
-                self._shown.move_to_end(m.id)
-                return shown
-        shown = FrozenMessage(message_to_llm(m))
-        with self._lock:
-            self._shown[m.id] = shown
-            while len(self._shown) > self._shown_max:
-                self._shown.popitem(last=False)
-        return shown
+            known = self._shown.get(agent_id) or {}
+        out: list[dict[str, Any]] = []
+        now: dict[int, FrozenMessage] = {}
+        for m in in_view:
+            if m.id is None:  # a pinned event shown again from its run's row
+                out.append(message_to_llm(m))
+                continue
+            shown = known.get(m.id)
+            if shown is None:
+                shown = FrozenMessage(message_to_llm(m))
+            now[m.id] = shown
+            out.append(shown)
+        if self._shown_agents > 0:
+            with self._lock:  # one step of an agent at a time (its lease): replacing is safe
+                self._shown[agent_id] = now
+                self._shown.move_to_end(agent_id)
+                while len(self._shown) > self._shown_agents:
+                    self._shown.popitem(last=False)
+        return out
 
     def budget(self, model: str) -> Budget:
         return budget_for(self.settings, self.counter.window(model))
@@ -196,7 +205,7 @@ class ContextBuilder:
         in_view = _with_pinned(kept, pin)
         system = render_system(agent, blocks, summary, len(in_view) + 1 + int(plan.alert), recall)
         messages = [{"role": "system", "content": system}]
-        messages.extend(self._shown_message(m) for m in in_view)
+        messages.extend(self._shown_messages(agent.id, in_view))
         alert = alert_text if plan.alert else None
         if alert:
             messages.append({"role": "user", "content": alert})

@@ -23,20 +23,23 @@ REDIS_SERVER = os.environ.get("MEMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 CLAIM_KEY = "memq-test:claimed-by"
+ACTIVE_IDLE_S = 30  # a client on a database that did something within this long is using it
 
 
 def claim_redis_db() -> int:
     """A Redis database no other test session on this machine is using (queues have
     fixed names, so two sessions on one index would take each other's steps).
 
-    Claimed with a key (SET NX), and only when no client is connected to it: a worker
-    left behind by a test run that was killed still consumes from its database after
-    the claim key is gone, and would take this session's steps."""
+    Claimed with a key (SET NX), and only when no client on it has been active lately: a
+    worker left behind by a test run that was killed still consumes from its database after
+    the claim key is gone (a consumer's BRPOP comes back every second), and would take this
+    session's steps. A connection idle for ACTIVE_IDLE_S is left over (a doorbell or a health
+    check of a finished test whose client was not closed) and takes nothing."""
     order = list(range(1, 16))
     secrets.SystemRandom().shuffle(order)
     server = redis.Redis.from_url(f"{REDIS_SERVER}/0")
     for index in order:
-        if any(int(c.get("db", -1)) == index for c in server.client_list()):
+        if any(int(c.get("db", -1)) == index and int(c.get("idle", 0)) < ACTIVE_IDLE_S for c in server.client_list()):
             continue
         if redis.Redis.from_url(f"{REDIS_SERVER}/{index}").set(CLAIM_KEY, str(os.getpid()), nx=True, ex=6 * 3600):
             return index

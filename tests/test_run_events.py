@@ -56,6 +56,7 @@ def test_publishes_from_many_threads_each_arrive_once(url: str):
     events.publish_many([("run-x", "done", 3), ("run-y", "cancelled", 0)])
     _drain(sub, got, 202)
     events.close()
+    sub.close()
     # then every one arrived once, as "<run id> <status> <steps>"
     expected = {f"run-{t}-{i} running {i + 1}".encode() for t in range(8) for i in range(25)}
     expected |= {b"run-x done 3", b"run-y cancelled 0"}

@@ -336,6 +336,11 @@ def test_logging_setup_masks_secrets_and_adds_step_context(monkeypatch):
 
 
 # -- memq status -----------------------------------------------------------------------
+def _database_answered(check: dict) -> bool:
+    """Up, or answering slowly on a loaded machine (status warns after 1 s; not a failure)."""
+    return check["status"] == "up" or (check["status"] == "warn" and check["detail"].startswith("slow: answered"))
+
+
 def test_status_reports_everything_up(memq_env, worker):
     started = time.monotonic()
     done = memq(memq_env, "status", "--json")
@@ -343,7 +348,7 @@ def test_status_reports_everything_up(memq_env, worker):
     doc = json.loads(done.stdout)
     checks = doc["checks"]
     assert doc["ok"] is True and doc["mode"] == "server" and doc["down"] == []
-    assert checks["database"]["status"] == "up" and checks["broker"]["status"] == "up"
+    assert _database_answered(checks["database"]) and checks["broker"]["status"] == "up"
     assert checks["llm"]["status"] == "up"
     assert checks["qdrant"]["status"] == ("up" if memq_env.get("MEMQ_QDRANT_URL") else "embedded")
     assert checks["workers"]["status"] == "up"
@@ -369,7 +374,7 @@ def test_status_reports_a_stopped_broker_and_exits_1(memq_env, client, agent):
     doc = json.loads(done.stdout)
     assert doc["ok"] is False and doc["down"] == ["broker"]
     assert doc["checks"]["broker"]["status"] == "down"
-    assert doc["checks"]["database"]["status"] == "up"
+    assert _database_answered(doc["checks"]["database"])
     assert doc["checks"]["workers"]["status"] == "skipped"
     assert done.stderr.startswith("error: down: broker") and len(done.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 15

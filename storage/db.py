@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -91,6 +91,18 @@ def _raise_unavailable(exc: DBAPIError) -> None:
         raise exc.orig.with_traceback(None) from exc
 
 
+@contextmanager
+def _begun(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session of `sessions` with its transaction begun (committed on exit, rolled back on
+    error); a round trip past its deadline surfaces as DatabaseUnavailable."""
+    try:
+        with sessions() as session, session.begin():
+            yield session
+    except DBAPIError as exc:
+        _raise_unavailable(exc)
+        raise
+
+
 class Database:
     """One engine and session factory; `transaction()` is the way to write several rows.
 
@@ -170,18 +182,11 @@ class Database:
             **options,
         )
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> AbstractContextManager[Session]:
         """A session inside one transaction: committed on exit, rolled back on error."""
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        except DBAPIError as exc:
-            _raise_unavailable(exc)
-            raise
+        return _begun(self._sessions)
 
-    @contextmanager
-    def autocommit(self) -> Iterator[Session]:
+    def autocommit(self) -> AbstractContextManager[Session]:
         """A session whose statements each commit on their own (Postgres).
 
         For work that needs no atomicity across statements: a single write, or
@@ -189,12 +194,7 @@ class Database:
         statement its own snapshot inside a transaction too). Two round trips fewer
         than transaction(). On SQLite it is transaction().
         """
-        try:
-            with self._autocommit_sessions() as session, session.begin():
-                yield session
-        except DBAPIError as exc:
-            _raise_unavailable(exc)
-            raise
+        return _begun(self._autocommit_sessions)
 
     def upgrade(self) -> None:
         """Apply every Alembic migration (``memq db upgrade``)."""

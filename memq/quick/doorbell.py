@@ -17,9 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from memq.constants import STEP_TASK
-from memq.resp import PlainResp, command, handshake, is_plain
-
-__all__ = ["BrokerBell", "RedisStepBell", "command", "handshake", "is_plain", "is_redis", "step_message"]
+from memq.resp import PlainResp, command, is_plain
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 

@@ -9,10 +9,11 @@ keep the Celery app's doorbell.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import socket
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,8 @@ from memq.constants import STEP_TASK
 from memq.resp import PlainResp, command, is_plain
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_EMBED_JSON = json.dumps(_EMBED)
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def is_redis(url: str | None) -> bool:
@@ -27,25 +30,63 @@ def is_redis(url: str | None) -> bool:
 
 
 def step_message(agent_id: str, queue: str) -> str:
-    """The kombu envelope of one ``memq.step(agent_id)`` task bound for ``queue``."""
-    task_id = str(uuid.uuid4())
-    body = json.dumps([[agent_id], {}, _EMBED])
+    """The kombu envelope of one ``memq.step(agent_id)`` task bound for ``queue``.
+
+    Only the task's ids and its argument change from one ring to the next: the rest
+    is JSON encoded once per (queue, process) and the ids are joined into it.
+    """
+    task_id, reply_to, delivery_tag = _uuid4s()
+    if _PLAIN_ID.fullmatch(agent_id):  # memq's ids: nothing to escape
+        args, argsrepr = f'[["{agent_id}"], {{}}, {_EMBED_JSON}]', f"['{agent_id}']"
+    else:
+        args, argsrepr = json.dumps([[agent_id], {}, _EMBED]), json.dumps(repr([agent_id]))[1:-1]
+    values = {"body": base64.b64encode(args.encode()).decode(), "task_id": task_id, "reply_to": reply_to,
+              "delivery_tag": delivery_tag, "argsrepr": argsrepr}
+    parts = _template(queue, os.getpid())
+    return "".join(values[part] if i % 2 else part for i, part in enumerate(parts))
+
+
+def _uuid4s() -> tuple[str, str, str]:
+    """Three random (version 4) UUIDs, from one read of the system's random source."""
+    raw = bytearray(os.urandom(48))
+    out = []
+    for i in (0, 16, 32):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[i:i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out[0], out[1], out[2]
+
+
+def _slot(name: str) -> str:
+    return f"<<memq:{name}>>"
+
+
+@functools.lru_cache(maxsize=64)
+def _template(queue: str, pid: int) -> tuple[str, ...]:
+    """The envelope's JSON split at its slots: literal, slot name, literal, ... (keyed by pid: a
+    forked process has its own origin)."""
+    task_id = _slot("task_id")
     headers = {
         "lang": "py", "task": STEP_TASK, "id": task_id, "shadow": None, "eta": None, "expires": None,
         "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
-        "root_id": task_id, "parent_id": None, "argsrepr": repr([agent_id]), "kwargsrepr": "{}",
-        "origin": f"gen{os.getpid()}@{socket.gethostname()}", "ignore_result": True,
+        "root_id": task_id, "parent_id": None, "argsrepr": _slot("argsrepr"), "kwargsrepr": "{}",
+        "origin": f"gen{pid}@{socket.gethostname()}", "ignore_result": True,
         "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
     }
     properties = {
-        "correlation_id": task_id, "reply_to": str(uuid.uuid4()), "delivery_mode": 2,
+        "correlation_id": task_id, "reply_to": _slot("reply_to"), "delivery_mode": 2,
         "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
-        "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+        "body_encoding": "base64", "delivery_tag": _slot("delivery_tag"),
     }
-    return json.dumps({
-        "body": base64.b64encode(body.encode()).decode(), "content-encoding": "utf-8",
+    text = json.dumps({
+        "body": _slot("body"), "content-encoding": "utf-8",
         "content-type": "application/json", "headers": headers, "properties": properties,
     })
+    return tuple(_SLOTS.split(text))
+
+
+_SLOTS = re.compile(r"<<memq:(\w+)>>")
 
 
 class RedisStepBell:

@@ -3,6 +3,7 @@ replicas can run behind a load balancer; Postgres holds every fact."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -94,6 +95,19 @@ def _deliverer(settings: Settings, ops: ApiOps) -> Any:
     return deliverer(ops.db, settings)
 
 
+class MemqApp(FastAPI):
+    """FastAPI, whose first layer answers the common blocking send (memq/api/send_lane.py)
+    and hands every other request to FastAPI's own stack."""
+
+    send_lane: SendLane | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.send_lane is not None and scope["type"] == "http":
+            await self.send_lane(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     from memq.logging_setup import configure
@@ -123,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await fast.close()
             client.close()
 
-    app = FastAPI(
+    app = MemqApp(
         title="memq",
         summary="Stateful MemGPT-style agents on a Celery fleet; Letta-compatible routes.",
         version="0.1.0",
@@ -132,9 +146,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(SendLane)  # inside the two below: the common blocking send, beside the router
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.api_max_body_bytes)
     metrics = ApiMetrics()
     app.add_route("/metrics", metrics_endpoint(metrics, settings.api_metrics_token), include_in_schema=False)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: 413s and errors count too
+    # Before all of it: the common send, which logs and counts itself as the two above would.
+    app.send_lane = SendLane(functools.partial(FastAPI.__call__, app), app, metrics, settings.api_max_body_bytes)
     return app

@@ -16,6 +16,18 @@ log = logging.getLogger("memq.api.access")
 Scope = dict[str, Any]
 
 
+def request_id_of(headers: dict[bytes, bytes]) -> str:
+    """The client's X-Request-Id (at most 64 characters), else a new one."""
+    return headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+
+
+def log_request(method: str | None, path: str | None, status: int, started: float, request_id: str,
+                tenant: str | None, agent_id: str | None) -> None:
+    """The request's one access-log line (`started`: its time.perf_counter() at arrival)."""
+    log.info("%s %s %s %.1f ms", method, path, status, (time.perf_counter() - started) * 1000,
+             extra={"request_id": request_id, "tenant": tenant, "agent_id": agent_id, "status": status})
+
+
 def _json_error(status: int, message: str, kind: str, request_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     body = json.dumps({"detail": message, "error": kind, "status": status}).encode()
     start = {"type": "http.response.start", "status": status, "headers": [
@@ -34,7 +46,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        request_id = request_id_of(headers)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = {"code": 0}
@@ -58,12 +70,8 @@ class RequestMiddleware:
             await self.app(scope, body_receive, send_with_id)
         finally:
             state = scope.get("state", {})
-            log.info(
-                "%s %s %s %.1f ms", scope.get("method"), scope.get("path"), status["code"],
-                (time.perf_counter() - started) * 1000,
-                extra={"request_id": request_id, "tenant": state.get("tenant"), "agent_id": state.get("agent_id"),
-                       "status": status["code"]},
-            )
+            log_request(scope.get("method"), scope.get("path"), status["code"], started, request_id,
+                        state.get("tenant"), state.get("agent_id"))
             unbind(token)
 
     async def _bounded_body(self, scope: Scope, receive: Any, headers: dict[bytes, bytes]) -> Any:

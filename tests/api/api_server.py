@@ -57,6 +57,17 @@ class ServeProcess:
         self._log.close()
 
 
+def log_line(server: ServeProcess, needle: str, timeout_s: float = 5.0) -> str:
+    """The server's log line holding needle (written just after the response is sent)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [line for line in server.log().splitlines() if needle in line]
+        if found or time.monotonic() > deadline:
+            assert found, f"no log line with {needle}"
+            return found[0]
+        time.sleep(0.05)
+
+
 def memq_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "memq.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=60)

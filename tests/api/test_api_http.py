@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from api_server import ServeProcess, free_port, memq_cli, use_then_revoke
+from api_server import ServeProcess, free_port, log_line, memq_cli, use_then_revoke
 
 
 def _agent(http: httpx.Client, name: str = "http-agent") -> dict:
@@ -136,20 +136,9 @@ def test_request_logs_carry_request_id_tenant_and_agent_but_never_the_key(server
     aid = _agent(http, "logged")["id"]
     r = http.get(f"/v1/agents/{aid}", headers={"x-request-id": "req-test-42"})
     assert r.headers["x-request-id"] == "req-test-42"
-    line = _log_line(server, "req-test-42")
+    line = log_line(server, "req-test-42")
     assert "tenant=acme" in line and f"agent_id={aid}" in line and "200" in line
     assert key not in server.log()
-
-
-def _log_line(server: ServeProcess, needle: str, timeout_s: float = 5.0) -> str:
-    """The log line holding needle (written just after the response is sent)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = [line for line in server.log().splitlines() if needle in line]
-        if found or time.monotonic() > deadline:
-            assert found, f"no log line with {needle}"
-            return found[0]
-        time.sleep(0.05)
 
 
 def test_with_the_broker_unreachable_sends_get_503_and_readyz_fails(serve_env, worker, key, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from api_server import ServeProcess, new_key
+from api_server import ServeProcess, log_line, new_key
 from helpers import call
 
 
@@ -57,3 +57,44 @@ def test_the_lane_answers_as_the_route_does(server: ServeProcess, serve_env, llm
     # and /metrics counts the lane's sends under the route's template
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'route="/v1/agents/{agent_id}/messages",status="200"' in metrics
+
+
+def test_the_lane_logs_counts_and_bounds_its_sends_as_the_middlewares_do(server: ServeProcess, serve_env, llm):
+    # given a key and an agent
+    key = new_key(serve_env, "lane-log")["key"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        agent = http.post("/v1/agents/", json={"name": "lane-log"}).json()["id"]
+        llm.script(agent.removeprefix("agent-"), call("send_message", message="logged"))
+        in_flight_before = _in_flight(server.url)
+        # when a common send carries a request id
+        r = http.post(f"/v1/agents/{agent}/messages", json={"messages": [{"role": "user", "content": "hi"}]},
+                      headers={"x-request-id": "lane-req-7"})
+        # then the answer echoes it, and its log line names the request, tenant, agent and status, never the key
+        assert r.status_code == 200 and r.headers["x-request-id"] == "lane-req-7"
+        line = log_line(server, "lane-req-7")
+        assert "tenant=lane-log" in line and f"agent_id={agent}" in line and " 200 " in line
+        assert key not in server.log()
+        # and a send without one gets a fresh id
+        assert len(http.post(f"/v1/agents/{agent}/messages",
+                             json={"messages": [{"role": "user", "content": "again"}]}).headers["x-request-id"]) == 32
+        # and a body over the limit is refused with 413, whether declared or streamed without a length
+        big = {"messages": [{"role": "user", "content": "x" * 70_000}]}
+        assert http.post(f"/v1/agents/{agent}/messages", json=big).status_code == 413
+
+        def chunks():
+            yield b'{"messages": [{"role": "user", "content": "'
+            for _ in range(10):
+                yield b"y" * 8000
+            yield b'"}]}'
+
+        streamed = http.post(f"/v1/agents/{agent}/messages", content=chunks(),
+                             headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and streamed.json()["error"] == "too_large", streamed.text
+    # and nothing is left counted in flight
+    assert _in_flight(server.url) == in_flight_before
+
+
+def _in_flight(url: str) -> float:
+    lines = [line for line in httpx.get(f"{url}/metrics").text.splitlines()
+             if line.startswith("memq_api_requests_in_flight ")]
+    return float(lines[0].split()[1]) - 1  # the /metrics request itself is in flight

@@ -39,5 +39,6 @@ def test_the_envelope_carries_the_agent_and_queue_and_fresh_ids(agent_id):
 
 def test_each_queue_gets_its_own_routing_key():
     # given two queues; when a message is built for each; then each names its own queue
-    keys = {json.loads(step_message("a1", q))["properties"]["delivery_info"]["routing_key"] for q in ("batch", "ingest")}
+    keys = {json.loads(step_message("a1", q))["properties"]["delivery_info"]["routing_key"]
+            for q in ("batch", "ingest")}
     assert keys == {"batch", "ingest"}

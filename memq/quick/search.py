@@ -144,10 +144,10 @@ def _store_held(path: str) -> bool:
     from pathlib import Path
 
     from storage.vector.base import VectorStoreLocked
-    from storage.vector.edge import _StoreLock
+    from storage.vector.edge_layout import StoreLock
 
     try:
-        _StoreLock(Path(path)).release()
+        StoreLock(Path(path)).release()
     except VectorStoreLocked:
         return True
     except OSError:  # no store there yet

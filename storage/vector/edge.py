@@ -31,8 +31,6 @@ then names the live shard's directory (``<collection>-<hex>``).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import shutil
 import threading
@@ -52,7 +50,6 @@ from storage.vector.base import (
     Hit,
     Point,
     VectorIndexError,
-    VectorStoreLocked,
     check_agent_id,
     check_collection,
     check_dim,
@@ -63,13 +60,13 @@ from storage.vector.base import (
     row_ids,
 )
 from storage.vector.edge_layout import (
+    StoreLock,
     current_dir,
     ensure_field_indexes,
     remove_leftovers,
     set_current,
 )
 
-LOCK_FILE = "memq-vector.lock"
 UPSERT_BATCH = 512
 SEARCH_EF = 64  # HNSW candidates per search (at least limit + offset)
 RETIRED_CLOSE_AFTER_S = 5.0  # a replaced shard stays open this long for searches still on it
@@ -86,55 +83,13 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-class _StoreLock:
-    """An exclusive, non-blocking flock on ``<path>/memq-vector.lock``.
-
-    flock belongs to the open file description, so a second open in the same
-    process conflicts as well, and the kernel drops it when the process dies
-    (a crashed holder never leaves a stale lock).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path / LOCK_FILE
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = ""
-            try:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            except OSError:
-                pass
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                who = f"process {holder}" if holder else "another process"
-                raise VectorStoreLocked(
-                    f"the embedded vector store at {path} is already open by {who}; "
-                    "only one process may open it at a time (stop that process, or run "
-                    "a Qdrant server and set MEMQ_QDRANT_URL so many processes can share it)"
-                ) from exc
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            try:
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self._fd)
-                self._fd = None
-
-
 class EdgeIndex:
     """VectorIndex over two qdrant-edge shards in one directory."""
 
     def __init__(self, path: str | os.PathLike[str], dim: int | None = None) -> None:
         self.path = Path(path).expanduser().resolve()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = _StoreLock(self.path)
+        self._lock = StoreLock(self.path)
         self._pid = os.getpid()
         self._shards: dict[str, Any] = {}
         self._mutex = threading.Lock()  # guards open/close, not the (thread-safe) shards

@@ -77,10 +77,24 @@ def tree_cpu_s(pid: int) -> float:
 
 
 def box_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy (every core; /proc/stat: all but idle and iowait)."""
+    """CPU seconds the whole machine has spent busy (every core; /proc/stat: all but idle, iowait and
+    steal: time the hypervisor gave to others is not this machine's work)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
+    busy = sum(fields[:7]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq (steal: [7])
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def steal_mark() -> tuple[int, int]:
+    """(all CPU ticks, ticks stolen by the hypervisor) so far, every core (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
+
+
+def steal_pct(since: tuple[int, int]) -> float:
+    """The share of CPU time the hypervisor took from this machine since `since` (a steal_mark()):
+    a virtual machine whose host is busy runs everything slower, baselines included."""
+    total, stolen = steal_mark()
+    return round(100.0 * (stolen - since[1]) / max(1, total - since[0]), 1)
 
 
 def loadavg() -> float:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from benchmarks.env import loadavg, machine  # noqa: E402
+from benchmarks.env import loadavg, machine, steal_mark, steal_pct  # noqa: E402
 from benchmarks.harness import WORKER_CONCURRENCY, Bench  # noqa: E402
 from benchmarks.report import print_table, write_json  # noqa: E402
 from benchmarks.sections import SECTIONS  # noqa: E402
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         for name in args.section_list:
             t = time.perf_counter()
-            load0 = loadavg()
+            load0, steal0 = loadavg(), steal_mark()
             print(f"… {name} (load average {load0})", flush=True)
             for attempt in (1, 2):
                 mark = len(b.rows)
@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                     traceback.print_exc()
             doc["sections"].setdefault(name, {})["section_s"] = time.perf_counter() - t
             doc["sections"][name]["loadavg"] = [load0, loadavg()]
-            print(f"  {name}: {doc['sections'][name]['section_s']:.1f} s", flush=True)
+            doc["sections"][name]["cpu_steal_pct"] = steal_pct(steal0)
+            print(f"  {name}: {doc['sections'][name]['section_s']:.1f} s, CPU steal "
+                  f"{doc['sections'][name]['cpu_steal_pct']} %", flush=True)
         doc["worker"] = dict(b.worker_facts)
         if b.worker is not None:
             doc["worker_log_tail"] = b.worker.tail(1500) if failed else None

@@ -1,8 +1,10 @@
 """Soak figures: worker RSS and Postgres table/index sizes, sampled every minute.
 
 ``Sampler(run).start()`` samples at once and then every ``every_s``; ``summary()``
-says whether RSS stayed flat after warm-up (the first ``warmup_samples`` are
-left out) and how many bytes of table and index each processed message cost.
+says whether RSS stayed flat after warm-up (the first ``warmup_samples``, or the
+first tenth of the samples if that is more, are left out: a least-squares slope of
+the workers' summed RSS, and the growth as a share of it per hour) and how many
+bytes of table and index each processed message cost.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ def rss_bytes(pids: list[int]) -> int:
         except (OSError, ValueError):
             pass
     return total
+
+
+def rss_slope(minutes: list[float], rss_mb: list[float]) -> float:
+    """MB per minute: the least-squares line through the samples (one step of a few MB at
+    the end does not decide it, as it would for last minus first)."""
+    from statistics import linear_regression
+
+    return linear_regression(minutes, rss_mb).slope
 
 
 class Sampler:
@@ -78,18 +88,23 @@ class Sampler:
         s = self.samples
         if len(s) < 2:
             return {"samples": s}
-        warm = s[self.warmup:] if len(s) > self.warmup + 1 else s[-2:]
+        warm = s[max(self.warmup, len(s) // 10):]
+        if len(warm) < 2:
+            warm = s[-2:]
         total = [sum(x["rss_mb"].values()) for x in warm]
         minutes = warm[-1]["t_min"] - warm[0]["t_min"]
         done = s[-1]["done"] - s[0]["done"]
         table_b = (s[-1]["table_mb"] - s[0]["table_mb"]) * 2**20
         index_b = (s[-1]["index_mb"] - s[0]["index_mb"]) * 2**20
+        slope = rss_slope([x["t_min"] for x in warm], total) if minutes > 0 else None
         return {
             "samples": s,
-            "rss_after_warmup_mb": {"first": round(total[0], 1), "last": round(total[-1], 1),
-                                    "min": round(min(total), 1), "max": round(max(total), 1),
-                                    "slope_mb_per_min": round((total[-1] - total[0]) / minutes, 2)
-                                    if minutes > 0 else None},
+            "rss_after_warmup_mb": {"from_min": round(warm[0]["t_min"], 1), "first": round(total[0], 1),
+                                    "last": round(total[-1], 1), "min": round(min(total), 1),
+                                    "max": round(max(total), 1),
+                                    "slope_mb_per_min": round(slope, 3) if slope is not None else None,
+                                    "growth_pct_per_hour": round(slope * 60 / total[0] * 100, 2)
+                                    if slope is not None else None},
             "messages_processed": done,
             "table_bytes_per_message": round(table_b / done) if done else None,
             "index_bytes_per_message": round(index_b / done) if done else None,

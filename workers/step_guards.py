@@ -9,7 +9,7 @@ from dataclasses import replace
 from memq.text import stored_arguments, stored_text
 from workers.llm import LLMReply
 
-# Column sizes (storage/models.py) of what the model names: messages.tool_call_id, steps.tool_name.
+# Column sizes (storage/models/) of what the model names: messages.tool_call_id, steps.tool_name.
 MAX_TOOL_CALL_ID_CHARS = 200
 MAX_TOOL_NAME_CHARS = 200
 

@@ -4,6 +4,7 @@ replicas can run behind a load balancer; Postgres holds every fact."""
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from memq.api.send_lane import SendLane
 from memq.api.watcher import RunWatcher
 from memq.settings import Settings
 
+log = logging.getLogger("memq.api")
 ROUTERS = (health.router, agents.router, messages.router, runs.router, blocks.router, archival.router,
            schedules.router, native.router)
 
@@ -108,6 +110,16 @@ class MemqApp(FastAPI):
             await super().__call__(scope, receive, send)
 
 
+def _traced(app: FastAPI) -> bool:
+    """Whether FastAPI's own OpenTelemetry instrumentation is on (a tracer, meter or logger
+    provider configured before the server started): the send lane would bypass it."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    try:
+        return bool(telemetry is not None and telemetry.enabled())
+    except Exception:  # noqa: BLE001 - a FastAPI without it, or a provider that fails to answer
+        return False
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     from memq.logging_setup import configure
@@ -126,6 +138,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys = KeyCache(ops.tenant_for_key, settings.api_key_cache_s)
         app.state.memq = ApiState(ops=ops, watcher=watcher, default_system=BASE_SYSTEM_PROMPT,
                                   wait_s=settings.api_wait_s, keys=keys, fast=fast)
+        if _traced(app):  # OpenTelemetry is set up: every request goes through FastAPI's instrumented stack
+            log.info("OpenTelemetry is configured: the common send is traced through FastAPI's stack")
+            app.send_lane = None  # type: ignore[attr-defined]
         deliverer = _deliverer(settings, ops)
         try:
             yield

@@ -12,7 +12,9 @@ template (memq/api/metrics.py). It skips FastAPI's and Starlette's layers, the
 router, dependency solving and exception middleware: 0.3–0.4 ms of the API
 process's CPU per message on a 2-core box. Anything else, an invalid or oversized
 body included, goes on to FastAPI unchanged (the body replayed), which answers it
-as before; so the OpenAPI document, errors and refusals stay the route's.
+as before; so the OpenAPI document, errors and refusals stay the route's. When
+OpenTelemetry is configured before the server starts, the lane is off and every
+request is traced through FastAPI's own instrumented stack (memq/api/app.py).
 """
 
 from __future__ import annotations

@@ -98,3 +98,18 @@ def _in_flight(url: str) -> float:
     lines = [line for line in httpx.get(f"{url}/metrics").text.splitlines()
              if line.startswith("memq_api_requests_in_flight ")]
     return float(lines[0].split()[1]) - 1  # the /metrics request itself is in flight
+
+
+def test_with_opentelemetry_configured_the_lane_steps_aside():
+    # given FastAPI apps with and without a tracer provider of their own (no global provider set)
+    from fastapi import FastAPI
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from memq.api.app import _traced
+
+    traced = FastAPI(telemetry={"tracer_provider": NoOpTracerProvider()})
+    plain = FastAPI()
+    # then only the instrumented one counts as traced (its lifespan then turns the lane off, so
+    # the common send is traced through FastAPI's stack like every other request)
+    assert _traced(traced) is True
+    assert _traced(plain) is False

@@ -29,6 +29,7 @@ URL_ENV = ("MEMQ_DATABASE_URL", "MEMQ_BROKER_URL", "MEMQ_REDIS_URL", "MEMQ_QDRAN
            "MEMQ_EMBEDDING_API_BASE")
 CONTEXT_FIELDS = ("agent_id", "run_id", "step", "queue", "request_id", "tenant")
 MASK = "***"
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 # scheme://user:password@host -> the password is group "pw"
 URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s\"']*:)(?P<pw>[^@\s\"'/]+)@")
 _MIN_SECRET = 4  # shorter values would mask ordinary words
@@ -244,6 +245,11 @@ def configure(
         for name in ("httpx", "httpcore", "LiteLLM", "litellm", "urllib3", "tornado.access",
                      "alembic.runtime.migration", "kombu"):
             logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    # Celery's two lines per task ("received", "succeeded in") repeat what memq's own line per
+    # step says (memq.step: outcome, tokens, timings, ids): shown at DEBUG only. Celery reads the
+    # level once when the worker starts, and then skips building them; failures still show.
+    for name in CELERY_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.NOTSET)
     logging.captureWarnings(True)
     adopt_library_loggers()
     return handler

@@ -27,7 +27,8 @@ def test_a_chain_runs_inline_up_to_the_budget(memq_env, llm, tmp_path, inline_ma
     port = free_port()
     with own_stack(memq_env, "memq_inline", MEMQ_INLINE_STEPS_MAX=inline_max, MEMQ_MAX_CHAIN="10",
                    MEMQ_INLINE_BUDGET_S=budget_s) as env, \
-            worker_and_client(env, tmp_path / "worker.log", "--concurrency", threads, "--metrics-port", str(port)) \
+            worker_and_client(env, tmp_path / "worker.log", "--concurrency", threads, "--metrics-port", str(port),
+                              "--loglevel", "DEBUG") \
             as (worker, client):
         # given an agent that chains six heartbeats before it answers
         agent = client.create_agent(f"inline-{uuid.uuid4().hex[:6]}", persona="p", human="h")
@@ -42,6 +43,7 @@ def test_a_chain_runs_inline_up_to_the_budget(memq_env, llm, tmp_path, inline_ma
         after = wait_for(lambda: (m := scrape(port)).get(
             ("memq_doorbells_total", (("result", "committed"),)), 0) >= CHAIN and m, 10, "7 steps counted")
         assert after[("memq_steps_inline_total", ())] == inline_steps
+        # (Celery's line per task, shown at DEBUG)
         assert worker.log_path.read_text().count("] succeeded in ") - _not_committed(after) == tasks
 
 

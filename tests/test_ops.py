@@ -286,6 +286,10 @@ def test_worker_logs_are_json_with_context_and_hold_no_secret(ops_env, ops_worke
     # the step line carries its agent, run and step number
     assert steps[0]["run_id"] == run.run_id and isinstance(steps[0]["step"], int)
     assert "tool_ok" in steps[0]["message"]
+    # and at INFO it is the task's only line: Celery's "received" / "succeeded in" lines show at DEBUG only
+    celery_task_lines = [line for line in proc.text().splitlines()
+                         if '"logger": "celery.app.trace"' in line or '"logger": "celery.worker.strategy"' in line]
+    assert celery_task_lines == []
     # no secret anywhere: the log, `memq status --json`, `memq agent show --json`
     secrets = [ops_env["MEMQ_LLM_API_KEY"], ops_env["MEMQ_TEST_DB_PASSWORD"]]
     log_text = proc.text()

@@ -76,17 +76,23 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU ticks so far, every core: /proc/stat's first line (user nice system idle
+    iowait irq softirq steal ...)."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def box_cpu_s() -> float:
     """CPU seconds the whole machine has spent busy (every core; /proc/stat: all but idle, iowait and
     steal: time the hypervisor gave to others is not this machine's work)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    fields = _cpu_ticks()
     busy = sum(fields[:7]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq (steal: [7])
     return busy / os.sysconf("SC_CLK_TCK")
 
 
 def steal_mark() -> tuple[int, int]:
     """(all CPU ticks, ticks stolen by the hypervisor) so far, every core (/proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    fields = _cpu_ticks()
     return sum(fields[:8]), fields[7]
 
 

@@ -21,6 +21,12 @@ def request_id_of(headers: dict[bytes, bytes]) -> str:
     return headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
 
 
+def declared_over(headers: dict[bytes, bytes], max_bytes: int) -> bool:
+    """Whether the request's Content-Length says its body is over max_bytes."""
+    declared = headers.get(b"content-length")
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
 def log_request(method: str | None, path: str | None, status: int, started: float, request_id: str,
                 tenant: str | None, agent_id: str | None) -> None:
     """The request's one access-log line (`started`: its time.perf_counter() at arrival)."""
@@ -76,8 +82,7 @@ class RequestMiddleware:
 
     async def _bounded_body(self, scope: Scope, receive: Any, headers: dict[bytes, bytes]) -> Any:
         """A receive that replays the body read here, or None when it is over the limit."""
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared_over(headers, self.max_body_bytes):
             return None
         if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return receive

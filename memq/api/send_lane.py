@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from memq.api import ids
 from memq.api.errors import ApiError, error_response
 from memq.api.metrics import ApiMetrics
-from memq.api.middleware import log_request, request_id_of
+from memq.api.middleware import declared_over, log_request, request_id_of
 from memq.api.models.letta import MessageCreate
 from memq.api.routes.messages import answer_when_finished, fast_send
 from memq.logging_setup import bind, unbind
@@ -58,7 +58,7 @@ class SendLane:
             return
         headers = dict(scope["headers"])
         tenant = _cached_tenant(st, headers)
-        if tenant is None or b"idempotency-key" in headers or not _is_json(headers) or _declared_over(
+        if tenant is None or b"idempotency-key" in headers or not _is_json(headers) or declared_over(
                 headers, self.max_body_bytes):
             await self.rest(scope, receive, send)
             return
@@ -133,11 +133,6 @@ def _agent_id(ref: str) -> str | None:
         return ids.agent_id(ref)
     except NotFound:
         return None
-
-
-def _declared_over(headers: dict[bytes, bytes], max_bytes: int) -> bool:
-    declared = headers.get(b"content-length")
-    return declared is not None and declared.isdigit() and int(declared) > max_bytes
 
 
 async def _read_body(receive: Any, max_bytes: int) -> tuple[bytes | None, Any]:

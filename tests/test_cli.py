@@ -50,9 +50,9 @@ def embedded_env(home: Path, llm: ScriptedLLM | None, **extra: str) -> dict[str,
 
 
 def run_memq(env: dict[str, str], *args: str, stdin: str | None = None,
-             timeout: float = 60) -> Result:
+             timeout: float = 60, cwd: str | Path | None = None) -> Result:
     proc = subprocess.run([MEMQ, *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
     result = Result(proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in result.err, result.err
     assert API_KEY not in result.out + result.err, "a secret was printed"
